@@ -1,0 +1,39 @@
+# Every target sets itself up: the first run creates .venv from requirements.lock.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+STACK ?= dev
+export PYTHONPATH := $(CURDIR)
+
+.PHONY: help venv test run plan bench clean
+
+help:
+	@echo "make run            serve the sample model locally (Envoy router + inference server)"
+	@echo "make test           run the whole test suite"
+	@echo "make plan STACK=x   offline plan of stack x (no cloud credentials)"
+	@echo "make bench          run the benchmarks, JSON into bench/results/"
+
+$(STAMP): requirements.lock pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade 'pip>=24' 'setuptools>=64'
+	$(PY) -m pip install -q -r requirements.lock
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+run: $(STAMP)
+	$(VENV)/bin/aksinf serve
+
+plan: $(STAMP)
+	$(VENV)/bin/aksinf plan --stack $(STACK)
+
+bench: $(STAMP)
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache

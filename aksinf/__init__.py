@@ -1,0 +1,1 @@
+"""The `aksinf` command line."""

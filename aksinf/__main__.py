@@ -1,0 +1,3 @@
+from aksinf.cli import main
+
+raise SystemExit(main())
