@@ -1,0 +1,1 @@
+"""Pulumi mocks fixtures (see tests/pulumi_harness.py)."""
