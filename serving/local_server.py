@@ -1,0 +1,154 @@
+"""Run the real `azureml-inference-server-http` on 127.0.0.1.
+
+`azmlinfsrv` binds 0.0.0.0 with no flag to change it (`constants.DEFAULT_HOST`,
+star-imported into `amlserver`). Local mode and the tests must stay on loopback,
+so this launcher patches `amlserver.DEFAULT_HOST` and then runs the server's own
+entry point (`amlserver.run()`: argument parsing, env set-up, gunicorn) in this
+process. The launcher's PID *is* the gunicorn master: SIGTERM stops it
+gracefully (in-flight requests finish), SIGINT/SIGQUIT stop it at once.
+
+Stable CLI (the local actuator and the tests spawn servers through it):
+
+    python -m serving.local_server --entry-script PATH --model-dir DIR --port PORT
+        [--workers N] [--scoring-timeout-ms MS] [--source-dir DIR]
+
+- `--entry-script`: the v1 entry script (`init()` / `run()`).
+- `--model-dir`: exported as `AZUREML_MODEL_DIR` (what `init()` reads, as in v1).
+- `--port`: the loopback port to listen on (`SERVER_PORT`).
+- `--workers`: gunicorn sync workers (`WORKER_COUNT`, default 1); each worker
+  takes one request at a time, so this is the replica's real concurrency and
+  should equal the service's `maxConcurrentRequestsPerContainer`.
+- `--scoring-timeout-ms`: `SCORING_TIMEOUT_MS`, default 60000 (the v1 AKS
+  `scoringTimeoutMs` default; the bare server would use 3,600,000).
+- `--source-dir`: the app root (`AML_APP_ROOT`, put on `sys.path`, searched for
+  `swagger*.json` and `config.json`); defaults to the entry script's folder.
+
+Environment set for the server, as v1 does in its containers:
+`AZUREML_MODEL_DIR`, `AZUREML_ENTRY_SCRIPT`, `AML_APP_ROOT`, `WORKER_COUNT`,
+`SCORING_TIMEOUT_MS`, and `WORKER_TIMEOUT` (gunicorn's hard kill, 300 s in v1)
+raised to cover the scoring timeout so a long-but-allowed request is answered
+with the server's own timeout instead of a dropped connection (v1 pain point).
+gunicorn 27's control socket is turned off (`GUNICORN_CMD_ARGS`): its default
+path is shared by every server of the user, so parallel replicas would fight
+over it.
+
+Readiness: `GET http://127.0.0.1:PORT/` answers 200 "Healthy" once `init()` ran.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+from pathlib import Path
+
+LOOPBACK = "127.0.0.1"
+DEFAULT_WORKERS = 1
+DEFAULT_SCORING_TIMEOUT_MS = 60_000
+V1_WORKER_TIMEOUT_SECONDS = 300
+
+
+def command(
+    entry_script: str | os.PathLike[str],
+    model_dir: str | os.PathLike[str],
+    port: int,
+    workers: int = DEFAULT_WORKERS,
+    scoring_timeout_ms: int = DEFAULT_SCORING_TIMEOUT_MS,
+    source_dir: str | os.PathLike[str] | None = None,
+) -> list[str]:
+    """The argv that starts one model server (for `subprocess.Popen`)."""
+    argv = [
+        sys.executable,
+        "-m",
+        "serving.local_server",
+        "--entry-script",
+        str(entry_script),
+        "--model-dir",
+        str(model_dir),
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--scoring-timeout-ms",
+        str(scoring_timeout_ms),
+    ]
+    if source_dir is not None:
+        argv += ["--source-dir", str(source_dir)]
+    return argv
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0 (got {value})")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port between 1 and 65535 (got {value})")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m serving.local_server",
+        description="Run azureml-inference-server-http bound to 127.0.0.1.",
+    )
+    parser.add_argument("--entry-script", required=True, type=Path, help="entry script with init() and run()")
+    parser.add_argument("--model-dir", required=True, type=Path, help="exported as AZUREML_MODEL_DIR")
+    parser.add_argument("--port", required=True, type=_port, help="loopback port to listen on")
+    parser.add_argument("--workers", type=_positive, default=DEFAULT_WORKERS, help="gunicorn workers (WORKER_COUNT)")
+    parser.add_argument(
+        "--scoring-timeout-ms", type=_positive, default=DEFAULT_SCORING_TIMEOUT_MS, help="SCORING_TIMEOUT_MS"
+    )
+    parser.add_argument("--source-dir", type=Path, help="app root (AML_APP_ROOT); default: the entry script's folder")
+    return parser
+
+
+def server_environment(args: argparse.Namespace) -> dict[str, str]:
+    """The v1 container environment for these arguments."""
+    entry_script = args.entry_script.resolve()
+    source_dir = (args.source_dir or entry_script.parent).resolve()
+    worker_timeout = max(V1_WORKER_TIMEOUT_SECONDS, math.ceil(args.scoring_timeout_ms / 1000) + 5)
+    return {
+        "AZUREML_MODEL_DIR": str(args.model_dir.resolve()),
+        "AZUREML_ENTRY_SCRIPT": str(entry_script),
+        "AML_APP_ROOT": str(source_dir),
+        "WORKER_COUNT": str(args.workers),
+        "SCORING_TIMEOUT_MS": str(args.scoring_timeout_ms),
+        "WORKER_TIMEOUT": os.environ.get("WORKER_TIMEOUT", str(worker_timeout)),
+        "GUNICORN_CMD_ARGS": "--no-control-socket",
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    if not args.entry_script.is_file():
+        raise SystemExit(f"--entry-script: {args.entry_script} is not a file")
+    if not args.model_dir.is_dir():
+        raise SystemExit(f"--model-dir: {args.model_dir} is not a directory")
+    environment = server_environment(args)
+    os.environ.update(environment)
+
+    from azureml_inference_server_http import amlserver
+
+    amlserver.DEFAULT_HOST = LOOPBACK
+    sys.argv = [
+        "azmlinfsrv",
+        "--entry_script",
+        environment["AZUREML_ENTRY_SCRIPT"],
+        "--model_dir",
+        environment["AZUREML_MODEL_DIR"],
+        "--port",
+        str(args.port),
+        "--worker_count",
+        str(args.workers),
+    ]
+    amlserver.run()
+
+
+if __name__ == "__main__":
+    main()
