@@ -17,6 +17,7 @@ import re
 import typing
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
@@ -247,6 +248,53 @@ class MonitoringConfig(Section):
     retention_days: int = Field(default=30, ge=30, le=730)
 
 
+# Relative `models[].path` values resolve here (the folder with Pulumi.yaml), whatever the working directory.
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class ModelEntry(Section):
+    """One model service: a v1 service folder plus deployment overrides in v1 keys (see serving/v1.py)."""
+
+    name: str
+    path: str
+    model_dir: str = "model"
+    deployment: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def folder(self) -> Path:
+        return PROJECT_ROOT / self.path
+
+
+def _audience(value: str) -> str:
+    if not value or any(c.isspace() for c in value):
+        raise ValueError("must be the token audience (aud), e.g. api://aks-inference or the app's client id")
+    return value
+
+
+def _authority(value: str) -> str:
+    loopback = re.match(r"^http://(127\.0\.0\.1|localhost)(:[0-9]+)?$", value)
+    if not (loopback or re.match(r"^https://[a-z0-9.-]+(:[0-9]+)?$", value)):
+        raise ValueError("must be an https:// origin without a path, e.g. https://login.microsoftonline.us (http only on loopback)")
+    return value
+
+
+class AuthConfig(Section):
+    """Entra ID token auth for services with `tokenAuthEnabled`."""
+
+    tenant_id: Guid
+    audience: Annotated[str, AfterValidator(_audience)]
+    # sovereign clouds use another login host; a loopback one serves a test JWKS
+    authority: Annotated[str, AfterValidator(_authority)] = "https://login.microsoftonline.com"
+
+    @property
+    def issuer(self) -> str:
+        return f"{self.authority}/{self.tenant_id}/v2.0"
+
+    @property
+    def jwks_uri(self) -> str:
+        return f"{self.authority}/{self.tenant_id}/discovery/v2.0/keys"
+
+
 class StackConfig(Section):
     """The whole `aks-inference:` namespace plus the region."""
 
@@ -259,6 +307,8 @@ class StackConfig(Section):
     registry: RegistryConfig = Field(default_factory=RegistryConfig)
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
     defender: bool = True
+    models: list[ModelEntry] = Field(default_factory=list)
+    auth: AuthConfig | None = None
 
     @property
     def is_production(self) -> bool:
@@ -436,6 +486,62 @@ def _registry_rules(registry: RegistryConfig) -> Iterable[ConfigIssue]:
         yield ConfigIssue("registry.publicNetworkAccess", False, f"can only be turned off on the Premium sku (registry.sku is {registry.sku})")
 
 
+@cross_check("models")
+def _model_services(models: list[ModelEntry]) -> Iterable[ConfigIssue]:
+    """Names unique, and every service folder loads (its own issues carry `models[i].` keys)."""
+    from serving import v1
+
+    seen: set[str] = set()
+    for i, entry in enumerate(models):
+        key = f"models[{i}]"
+        if entry.name in seen:
+            yield ConfigIssue(f"{key}.name", entry.name, "must be unique among models (it names /api/v1/service/<name>/score)")
+        seen.add(entry.name)
+        if not entry.folder.is_dir():
+            yield ConfigIssue(f"{key}.path", entry.path, f"is not a directory (resolved against the project root: {entry.folder})")
+            continue
+        try:
+            v1.load_service(entry.folder, entry.name, entry.deployment, model_dir=entry.model_dir, key=key)
+        except v1.ServiceConfigError as exc:
+            yield from exc.issues
+
+
+def _deployments(models: list[ModelEntry]) -> Iterable[tuple[int, Any]]:
+    """(index, merged v1 deployment) of every model whose deployment is valid."""
+    from serving import v1
+
+    for i, entry in enumerate(models):
+        deployment = v1.load_deployment(entry.folder, entry.deployment) if entry.folder.is_dir() else None
+        if deployment is not None:
+            yield i, deployment
+
+
+@cross_check("models", "auth")
+def _token_auth_needs_tenant(models: list[ModelEntry], auth: AuthConfig | None) -> Iterable[ConfigIssue]:
+    if auth is not None:
+        return
+    for i, deployment in _deployments(models):
+        if deployment.auth_mode == "token":
+            yield ConfigIssue(
+                f"models[{i}].deployment.tokenAuthEnabled",
+                True,
+                f"needs {NAMESPACE}:auth with tenantId and audience (the Entra tenant whose tokens are accepted)",
+            )
+
+
+@cross_check("models", "pools")
+def _gpu_models_need_gpu_pool(models: list[ModelEntry], pools: list[PoolConfig]) -> Iterable[ConfigIssue]:
+    if any(pool.accelerator == "gpu" for pool in pools):
+        return
+    for i, deployment in _deployments(models):
+        if deployment.gpu_count > 0:
+            yield ConfigIssue(
+                f"models[{i}].deployment.gpuCores",
+                deployment.gpu_count,
+                "needs a GPU node pool; allowed: add a pools entry with accelerator: gpu, or set gpuCores to 0",
+            )
+
+
 # --------------------------------------------------------------------------- loading
 
 
@@ -483,14 +589,17 @@ def _key(path: Iterable[Any]) -> str:
     return text
 
 
-def _issues_from(error: ValidationError, section: str, secret: bool) -> list[ConfigIssue]:
+def _issues_from(
+    error: ValidationError, section: str, secret: bool, root: type[BaseModel] | None = None
+) -> list[ConfigIssue]:
+    """Issues keyed `section.<loc>`; `root` is the model `loc` starts from (default: the stack config)."""
     issues = []
     for err in error.errors():
         loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-after")))
         path = (section, *loc)
         value = REDACTED if secret else err.get("input")
         if err["type"] == "extra_forbidden":
-            owner = _model_at(StackConfig, path[:-1])
+            owner = _model_at(StackConfig, path[:-1]) if root is None else _model_at(root, loc[:-1])
             allowed = _aliases(owner) if owner else []
             close = difflib.get_close_matches(str(path[-1]), allowed, n=1, cutoff=0.5)
             hint = f"did you mean {close[0]!r}? " if close else ""

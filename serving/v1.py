@@ -1,0 +1,659 @@
+"""Azure ML v1 service configs: `deploymentconfig.json`, `inferenceconfig.json` and the service folder.
+
+The models mirror `AksWebservice.deploy_configuration(...)` and `InferenceConfig(...)`
+from azureml-core 1.x: the same JSON keys, the same defaults and the same
+validation rules, so an existing v1 deployment moves over unchanged. Where v1
+was lax we are stricter, and say so in the error (see docs/models.md, "Deviations"):
+unknown keys are rejected with the closest valid key instead of being ignored,
+values are type-checked strictly (`"2"` is not an integer), and rules Kubernetes
+would enforce later (liveness `successThreshold` 1) are reported up front.
+
+Every problem is collected into one `ConfigError` whose keys are full paths
+(`models[0].deployment.autoScaler.minReplicas`), with the bad value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import keyword
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+from components.config import REDACTED, ConfigError, ConfigIssue, Section, _issues_from
+
+DEPLOYMENT_FILE = "deploymentconfig.json"
+INFERENCE_FILE = "inferenceconfig.json"
+DEFAULT_MODEL_DIR = "model"
+DEFAULT_NAMESPACE = "models"
+MAX_MODELS = 1000
+
+# v1 resolves these when the deployment leaves them out ([aks] docstrings).
+DEFAULT_MIN_REPLICAS = 1
+DEFAULT_MAX_REPLICAS = 10
+DEFAULT_REFRESH_SECONDS = 1
+DEFAULT_TARGET_UTILIZATION = 70
+
+# Keys v1 silently ignored; rejecting them is right, but say where the setting lives now.
+_MOVED_KEYS = {
+    "sslEnabled": "TLS is terminated by the router for every service; configure it in the stack, not per service",
+    "schemaFile": "put a swagger.json next to the entry script (the inference server serves it) or use inference-schema",
+    "blobfuseEnabled": "v1 never read it from the file; model files are always copied into the replica",
+}
+
+
+# --------------------------------------------------------------------------- value types
+
+_SERVICE_NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+
+
+def _service_name(value: str) -> str:
+    if not (3 <= len(value) <= 32 and _SERVICE_NAME.match(value)):
+        raise ValueError(
+            "must be 3-32 characters of lowercase letters, digits and dashes, starting with a letter and "
+            "ending with a letter or digit (v1 service name rule ^[a-z]([-a-z0-9]*[a-z0-9])?$)"
+        )
+    return value
+
+
+_NAMESPACE = re.compile(r"^[a-z0-9]([a-z0-9-]{,61}[a-z0-9])?$")
+
+
+def _namespace(value: str) -> str:
+    if not _NAMESPACE.match(value):
+        raise ValueError("must be a Kubernetes namespace name: 1-63 lowercase letters, digits or dashes, alphanumeric at both ends")
+    return value
+
+
+_KEY = re.compile(r"^[A-Za-z0-9+/=_.~-]{16,256}$")
+
+
+def _auth_key(value: str) -> str:
+    if not _KEY.match(value):
+        raise ValueError("must be 16-256 characters of letters, digits and +/=_.~- (sent as 'Authorization: Bearer <key>')")
+    return value
+
+
+def _compute_type(value: Any) -> Any:
+    return value.upper() if isinstance(value, str) else value
+
+
+def _cuda_version(value: Any) -> Any:
+    """v1 files write cudaVersion as a string, but a bare 10.0 is an easy slip: read it the same."""
+    return f"{value:.1f}" if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+
+
+def _lower(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
+
+
+ServiceName = Annotated[str, AfterValidator(_service_name)]
+Namespace = Annotated[str, AfterValidator(_namespace)]
+AuthKey = Annotated[str, AfterValidator(_auth_key)]
+PositiveInt = Annotated[int, Field(gt=0)]
+PositiveFloat = Annotated[float, Field(gt=0)]
+
+
+class V1Section(Section):
+    """v1 JSON keys; strict types: a JSON file says 2, not "2"."""
+
+    model_config = ConfigDict(strict=True)
+
+
+# --------------------------------------------------------------------------- deploymentconfig.json
+
+
+class AutoScaler(V1Section):
+    """`autoScaler`. None = not given: v1 rejects replica settings unless autoscaling is explicitly on."""
+
+    autoscale_enabled: bool | None = None
+    min_replicas: PositiveInt | None = None
+    max_replicas: PositiveInt | None = None
+    refresh_period_in_seconds: PositiveInt | None = None
+    target_utilization: PositiveInt | None = None
+
+
+class ContainerResourceRequirements(V1Section):
+    """Per-replica requests and limits (`cpu_cores`, `memory_gb`, `*_limit`)."""
+
+    cpu: PositiveFloat = 0.1
+    memory_in_gb: PositiveFloat = Field(default=0.5, alias="memoryInGB")
+    cpu_limit: PositiveFloat | None = None
+    memory_in_gb_limit: PositiveFloat | None = Field(default=None, alias="memoryInGBLimit")
+    gpu: Annotated[int, Field(ge=0)] | None = None
+
+
+class LivenessProbeRequirements(V1Section):
+    period_seconds: PositiveInt = 10
+    initial_delay_seconds: PositiveInt = 310
+    # v1 documents 2 (docstring, docs) and deserialises 1; we follow the documentation.
+    timeout_seconds: PositiveInt = 2
+    success_threshold: PositiveInt = 1
+    failure_threshold: PositiveInt = 3
+
+
+class Keys(V1Section):
+    primary_key: AuthKey | None = None
+    secondary_key: AuthKey | None = None
+
+
+class DataCollection(V1Section):
+    storage_enabled: bool = False
+
+
+class DeploymentConfig(V1Section):
+    """`deploymentconfig.json` for `computeType: AKS`, i.e. `AksWebservice.deploy_configuration(...)`."""
+
+    compute_type: Annotated[Literal["AKS"], BeforeValidator(_compute_type)]
+    auto_scaler: AutoScaler = Field(default_factory=AutoScaler)
+    container_resource_requirements: ContainerResourceRequirements = Field(default_factory=ContainerResourceRequirements)
+    # v1's docstring says 0, the docs include says 1; 0 is the only default a CPU-only cluster can schedule.
+    gpu_cores: Annotated[int, Field(ge=0)] | None = None
+    liveness_probe_requirements: LivenessProbeRequirements = Field(default_factory=LivenessProbeRequirements)
+    keys: Keys = Field(default_factory=Keys)
+    auth_enabled: bool | None = None
+    token_auth_enabled: bool = False
+    app_insights_enabled: bool = False
+    scoring_timeout_ms: PositiveInt = 60_000
+    max_concurrent_requests_per_container: PositiveInt = 1
+    max_queue_wait_ms: PositiveInt = 500
+    num_replicas: PositiveInt | None = None
+    data_collection: DataCollection = Field(default_factory=DataCollection)
+    namespace: Namespace | None = None
+    compute_target_name: str | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
+    properties: dict[str, str] = Field(default_factory=dict)
+    description: str | None = None
+
+    # ----------------------------------------------------------------- resolved values
+
+    @property
+    def autoscale_on(self) -> bool:
+        """v1: autoscaling is on unless switched off or a fixed `numReplicas` is given."""
+        enabled = self.auto_scaler.autoscale_enabled
+        return self.num_replicas is None if enabled is None else enabled
+
+    @property
+    def min_replicas(self) -> int:
+        if not self.autoscale_on:
+            return self.num_replicas or 1
+        return self.auto_scaler.min_replicas or DEFAULT_MIN_REPLICAS
+
+    @property
+    def max_replicas(self) -> int:
+        if not self.autoscale_on:
+            return self.num_replicas or 1
+        return self.auto_scaler.max_replicas or DEFAULT_MAX_REPLICAS
+
+    @property
+    def initial_replicas(self) -> int:
+        return self.min_replicas
+
+    @property
+    def target_utilization(self) -> float:
+        """Target busy fraction (v1 gives a percentage)."""
+        return (self.auto_scaler.target_utilization or DEFAULT_TARGET_UTILIZATION) / 100
+
+    @property
+    def refresh_seconds(self) -> int:
+        return self.auto_scaler.refresh_period_in_seconds or DEFAULT_REFRESH_SECONDS
+
+    @property
+    def max_concurrent(self) -> int:
+        return self.max_concurrent_requests_per_container
+
+    @property
+    def auth_mode(self) -> Literal["key", "token", "none"]:
+        if self.token_auth_enabled:
+            return "token"
+        return "none" if self.auth_enabled is False else "key"
+
+    @property
+    def gpu_count(self) -> int:
+        return self.gpu_cores or self.container_resource_requirements.gpu or 0
+
+    # ----------------------------------------------------------------- v1 JSON
+
+    def to_v1(self, explicit_only: bool = False) -> dict[str, Any]:
+        """The `deploymentconfig.json` document (defaults included unless `explicit_only`)."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True, exclude_unset=explicit_only)
+
+    def problems(self) -> Iterable[tuple[str, Any, str]]:
+        """v1's `validate_configuration()` rules that span fields, as (key, value, problem)."""
+        scaler = self.auto_scaler
+        if scaler.autoscale_enabled and self.num_replicas is not None:
+            yield (
+                "numReplicas",
+                self.num_replicas,
+                "cannot be set while autoScaler.autoscaleEnabled is true (v1: 'autoscale enabled and num_replicas "
+                "provided.'); allowed: remove numReplicas, or set autoScaler.autoscaleEnabled to false",
+            )
+        if scaler.autoscale_enabled is False and self.num_replicas is None:
+            yield (
+                "numReplicas",
+                None,
+                "is required when autoScaler.autoscaleEnabled is false (v1: 'autoscale disabled but num_replicas "
+                "not provided.'); allowed: an integer > 0",
+            )
+        if scaler.autoscale_enabled is not True:
+            for field in ("min_replicas", "max_replicas", "refresh_period_in_seconds", "target_utilization"):
+                value = getattr(scaler, field)
+                if value is not None:
+                    key = AutoScaler.model_fields[field].alias
+                    yield (
+                        f"autoScaler.{key}",
+                        value,
+                        "is set without enabling autoscaling (v1 replica settings need "
+                        "autoScaler.autoscaleEnabled: true, explicitly); allowed: add autoScaler.autoscaleEnabled: true, "
+                        "or remove it",
+                    )
+        elif self.min_replicas > self.max_replicas:
+            given = "" if scaler.max_replicas else ", the default"
+            yield ("autoScaler.minReplicas", scaler.min_replicas, f"must be <= autoScaler.maxReplicas ({self.max_replicas}{given})")
+        if self.auth_enabled and self.token_auth_enabled:
+            yield (
+                "tokenAuthEnabled",
+                True,
+                "cannot be true together with authEnabled (v1: 'auth_enabled and token_auth_enabled cannot both "
+                "be true.'); allowed: set authEnabled to false for token auth",
+            )
+        resources = self.container_resource_requirements
+        if resources.cpu_limit is not None and resources.cpu_limit < resources.cpu:
+            yield ("containerResourceRequirements.cpuLimit", resources.cpu_limit, f"must be >= containerResourceRequirements.cpu ({resources.cpu})")
+        if resources.memory_in_gb_limit is not None and resources.memory_in_gb_limit < resources.memory_in_gb:
+            yield (
+                "containerResourceRequirements.memoryInGBLimit",
+                resources.memory_in_gb_limit,
+                f"must be >= containerResourceRequirements.memoryInGB ({resources.memory_in_gb})",
+            )
+        if self.gpu_cores is not None and resources.gpu is not None and self.gpu_cores != resources.gpu:
+            yield (
+                "containerResourceRequirements.gpu",
+                resources.gpu,
+                f"disagrees with gpuCores ({self.gpu_cores}); allowed: set only gpuCores (the v1 file key)",
+            )
+        if self.keys.secondary_key and not self.keys.primary_key:
+            yield ("keys.secondaryKey", REDACTED, "needs keys.primaryKey too (v1 dropped a lone secondary key)")
+        if (self.keys.primary_key or self.keys.secondary_key) and self.auth_mode != "key":
+            yield ("keys", REDACTED, f"are only used with key auth, but auth is {self.auth_mode}; allowed: remove keys, or enable authEnabled")
+        if self.liveness_probe_requirements.success_threshold != 1:
+            yield (
+                "livenessProbeRequirements.successThreshold",
+                self.liveness_probe_requirements.success_threshold,
+                "must be 1: Kubernetes rejects any other value for a liveness probe",
+            )
+
+
+# --------------------------------------------------------------------------- inferenceconfig.json
+
+
+class BaseImageRegistry(V1Section):
+    address: str | None = None
+    username: str | None = None
+    password: str | None = None
+
+
+class InferenceConfig(V1Section):
+    """`inferenceconfig.json`, i.e. `InferenceConfig(...)`. Paths are relative to `sourceDirectory`."""
+
+    entry_script: str
+    source_directory: str | None = None
+    runtime: Annotated[Literal["python", "spark-py"], BeforeValidator(_lower)] | None = None
+    conda_file: str | None = None
+    # every v1 example writes extraDockerfileSteps; the 2019 docs table writes extraDockerFileSteps
+    extra_dockerfile_steps: str | None = Field(default=None, alias="extraDockerfileSteps")
+    extra_docker_file_steps: str | None = Field(default=None, alias="extraDockerFileSteps")
+    enable_gpu: bool | None = None
+    base_image: str | None = None
+    base_image_registry: BaseImageRegistry | None = None
+    cuda_version: Annotated[Literal["9.0", "9.1", "10.0"], BeforeValidator(_cuda_version)] | None = None
+    environment: dict[str, Any] | None = None
+    description: str | None = None
+
+    @property
+    def dockerfile_steps(self) -> str | None:
+        return self.extra_dockerfile_steps or self.extra_docker_file_steps
+
+    def problems(self, folder: Path) -> Iterable[tuple[str, Any, str]]:
+        """v1's InferenceConfig checks, with files resolved against `folder` (the service folder)."""
+        if self.extra_dockerfile_steps and self.extra_docker_file_steps:
+            yield ("extraDockerFileSteps", self.extra_docker_file_steps, "is the same setting as extraDockerfileSteps; give only one")
+        if self.environment is not None:
+            for field in ("runtime", "conda_file", "extra_dockerfile_steps", "extra_docker_file_steps", "enable_gpu", "cuda_version", "base_image"):
+                if getattr(self, field) is not None:
+                    key = InferenceConfig.model_fields[field].alias
+                    yield (key, getattr(self, field), "cannot be combined with environment (v1 rule); allowed: put it into the environment, or drop environment")
+        if self.runtime == "spark-py":
+            yield ("runtime", self.runtime, "spark-py is not supported (there is no Spark runtime in the model image); allowed: python")
+        source = folder / (self.source_directory or ".")
+        if self.source_directory is not None and not source.is_dir():
+            yield ("sourceDirectory", self.source_directory, f"is not a directory (looked for {source})")
+            return
+        yield from _entry_script_problems(source, self.entry_script)
+        if self.conda_file is not None:
+            yield from _conda_problems(source / self.conda_file, self.conda_file)
+        steps_key = "extraDockerfileSteps" if self.extra_dockerfile_steps else "extraDockerFileSteps"
+        if self.dockerfile_steps and not (source / self.dockerfile_steps).is_file():
+            yield (steps_key, self.dockerfile_steps, f"file not found (looked for {source / self.dockerfile_steps})")
+
+
+def _entry_script_problems(source: Path, entry_script: str) -> Iterable[tuple[str, Any, str]]:
+    """v1: exists, ends in .py, basename an identifier and no keyword, parses; and it defines init() and run()."""
+    key = "entryScript"
+    path = source / entry_script
+    stem = Path(entry_script).stem
+    if not entry_script.endswith(".py"):
+        yield (key, entry_script, "must be a Python file ending in .py")
+        return
+    if not stem.isidentifier() or keyword.iskeyword(stem):
+        yield (key, entry_script, "its file name must be a Python identifier and not a keyword (it is imported as a module)")
+    if not path.is_file():
+        yield (key, entry_script, f"file not found (looked for {path})")
+        return
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    except (SyntaxError, ValueError, UnicodeDecodeError) as exc:
+        line = getattr(exc, "lineno", None)
+        yield (key, entry_script, f"does not parse as Python{f' (line {line})' if line else ''}: {getattr(exc, 'msg', exc)}")
+        return
+    defined = _top_level_names(tree)
+    missing = [name for name in ("init", "run") if name not in defined]
+    if missing:
+        yield (key, entry_script, f"must define {' and '.join(f'{name}()' for name in missing)} at module level (the v1 entry-script contract)")
+
+
+def _top_level_names(tree: ast.Module) -> set[str]:
+    names: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign):
+            names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
+    return names
+
+
+def _conda_problems(path: Path, given: str) -> Iterable[tuple[str, Any, str]]:
+    if not path.is_file():
+        yield ("condaFile", given, f"file not found (looked for {path})")
+        return
+    try:
+        spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        yield ("condaFile", given, f"is not valid YAML: {exc}".replace("\n", " "))
+        return
+    if not isinstance(spec, dict) or not isinstance(spec.get("dependencies"), list):
+        yield ("condaFile", given, "must be a conda environment file with a 'dependencies' list")
+
+
+# --------------------------------------------------------------------------- service folder
+
+
+@dataclass(frozen=True)
+class ModelService:
+    """One v1 service, validated: what the router, the actuators and the image build need."""
+
+    name: str
+    folder: Path
+    deployment: DeploymentConfig
+    inference: InferenceConfig
+    model_dir: Path
+
+    @property
+    def source_dir(self) -> Path:
+        return (self.folder / (self.inference.source_directory or ".")).resolve()
+
+    @property
+    def entry_script(self) -> Path:
+        return self.source_dir / self.inference.entry_script
+
+    @property
+    def conda_file(self) -> Path | None:
+        return self.source_dir / self.inference.conda_file if self.inference.conda_file else None
+
+    @property
+    def namespace(self) -> str:
+        return self.deployment.namespace or DEFAULT_NAMESPACE
+
+    @property
+    def auth_mode(self) -> Literal["key", "token", "none"]:
+        return self.deployment.auth_mode
+
+    @property
+    def primary_key(self) -> str | None:
+        """None: not configured; the platform generates one for key-auth services."""
+        return self.deployment.keys.primary_key
+
+    @property
+    def secondary_key(self) -> str | None:
+        return self.deployment.keys.secondary_key
+
+    @property
+    def scoring_timeout_ms(self) -> int:
+        return self.deployment.scoring_timeout_ms
+
+    @property
+    def max_concurrent(self) -> int:
+        return self.deployment.max_concurrent
+
+    @property
+    def max_queue_wait_ms(self) -> int:
+        return self.deployment.max_queue_wait_ms
+
+    @property
+    def autoscale_on(self) -> bool:
+        return self.deployment.autoscale_on
+
+    @property
+    def min_replicas(self) -> int:
+        return self.deployment.min_replicas
+
+    @property
+    def max_replicas(self) -> int:
+        return self.deployment.max_replicas
+
+    @property
+    def initial_replicas(self) -> int:
+        return self.deployment.initial_replicas
+
+    @property
+    def target_utilization(self) -> float:
+        return self.deployment.target_utilization
+
+    @property
+    def refresh_seconds(self) -> int:
+        return self.deployment.refresh_seconds
+
+    def server_command(self, port: int) -> list[str]:
+        """argv of one local replica on 127.0.0.1:`port` (one worker per allowed concurrent request)."""
+        from serving import local_server
+
+        return local_server.command(
+            self.entry_script,
+            self.model_dir,
+            port,
+            workers=self.max_concurrent,
+            scoring_timeout_ms=self.scoring_timeout_ms,
+            source_dir=self.source_dir,
+        )
+
+
+class ServiceConfigError(ConfigError):
+    """Every problem of one service folder, reported together."""
+
+    def __init__(self, name: str, issues: list[ConfigIssue]):
+        ConfigError.__init__(self, issues)
+        lines = "\n".join(f"  - {issue}" for issue in issues)
+        self.args = (f"{len(issues)} problem(s) in model service {name!r}:\n{lines}",)
+
+
+def deep_merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Overrides win; objects merge key by key; a null override removes the key (back to the v1 default)."""
+    merged = dict(base)
+    for key, value in overrides.items():
+        if value is None:
+            merged.pop(key, None)
+        elif isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _paths(tree: Mapping[str, Any], prefix: str = "") -> set[str]:
+    paths = set()
+    for key, value in tree.items():
+        path = f"{prefix}.{key}" if prefix else str(key)
+        paths.add(path)
+        if isinstance(value, Mapping):
+            paths |= _paths(value, path)
+    return paths
+
+
+def _join(prefix: str, key: str) -> str:
+    if not prefix:
+        return key
+    return prefix if not key else f"{prefix}.{key}"
+
+
+def _shown(path: Path) -> str:
+    """A path as the user wrote it: relative to the working directory when inside it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _read_json(path: Path, key: str) -> tuple[Any, list[ConfigIssue]]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8")), []
+    except FileNotFoundError:
+        return None, [ConfigIssue(key, _shown(path), "file not found")]
+    except (OSError, UnicodeDecodeError) as exc:
+        return None, [ConfigIssue(key, _shown(path), f"cannot be read: {exc}")]
+    except json.JSONDecodeError as exc:
+        return None, [ConfigIssue(key, _shown(path), f"is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")]
+
+
+def _validated(model: type[BaseModel], data: Any, key: str) -> tuple[Any, list[ConfigIssue]]:
+    try:
+        return model.model_validate(data), []
+    except ValidationError as exc:
+        issues = []
+        for issue in _issues_from(exc, key, secret=False, root=model):
+            leaf = issue.key.rsplit(".", 1)[-1]
+            if leaf in _MOVED_KEYS and issue.problem.startswith("unknown key"):
+                issue = ConfigIssue(issue.key, issue.value, f"unknown key (v1 ignored it): {_MOVED_KEYS[leaf]}")
+            elif ".keys." in f"{issue.key}." and not issue.problem.startswith("unknown key"):
+                issue = ConfigIssue(issue.key, REDACTED, issue.problem)
+            issues.append(issue)
+        return None, issues
+
+
+def parse_deployment(
+    data: Any, key: str = "deployment", overrides: Mapping[str, Any] | None = None, source: str | None = None
+) -> tuple[DeploymentConfig | None, list[ConfigIssue]]:
+    """Validate a v1 deployment document (merged with `overrides`), returning every issue.
+
+    Issues about values that came from `source` (the file) rather than `overrides` say so."""
+    if not isinstance(data, Mapping):
+        return None, [ConfigIssue(key, data, "must be a JSON object of v1 deployment settings")]
+    if overrides is not None and not isinstance(overrides, Mapping):
+        return None, [ConfigIssue(key, overrides, "must be an object of v1 deployment settings (deploymentconfig.json keys)")]
+    merged = deep_merge(data, overrides or {})
+    if "computeType" not in merged:
+        return None, [
+            ConfigIssue(_join(key, "computeType"), None, "is required (v1: 'Need to specify computeType in --deploy-config-file'); allowed: AKS")
+        ]
+    config, issues = _validated(DeploymentConfig, merged, key)
+    if config is not None:
+        issues = [ConfigIssue(_join(key, k), v, p) for k, v, p in config.problems()]
+    if source:
+        from_overrides = _paths(overrides or {})
+        issues = [
+            issue if issue.key.removeprefix(key).lstrip(".") in from_overrides else ConfigIssue(issue.key, issue.value, f"{issue.problem} [set in {source}]")
+            for issue in issues
+        ]
+    return (config if not issues else None), issues
+
+
+def parse_inference(data: Any, folder: Path, key: str = "inferenceConfig") -> tuple[InferenceConfig | None, list[ConfigIssue]]:
+    """Validate a v1 inference document and its files (resolved against `folder`)."""
+    if not isinstance(data, Mapping):
+        return None, [ConfigIssue(key, data, "must be a JSON object of v1 inference settings")]
+    config, issues = _validated(InferenceConfig, data, key)
+    if config is not None:
+        issues = [ConfigIssue(_join(key, k), v, p) for k, v, p in config.problems(folder)]
+    return (config if not issues else None), issues
+
+
+def _model_dir_problems(model_dir: Path, key: str, given: str) -> list[ConfigIssue]:
+    if not model_dir.is_dir():
+        return [ConfigIssue(key, given, f"model directory not found (looked for {_shown(model_dir)}); allowed: a folder with the model files")]
+    models = [entry for entry in os.listdir(model_dir) if not entry.startswith(".")]
+    if len(models) > MAX_MODELS:
+        return [ConfigIssue(key, given, f"holds {len(models)} models; allowed: at most {MAX_MODELS} per service (v1 limit)")]
+    return []
+
+
+def _folder_deployment(
+    folder: Path, overrides: Mapping[str, Any] | None, key: str
+) -> tuple[DeploymentConfig | None, list[ConfigIssue]]:
+    deployment_file = folder / DEPLOYMENT_FILE
+    if not deployment_file.exists():
+        return parse_deployment({"computeType": "AKS"}, _join(key, "deployment"), overrides)
+    data, issues = _read_json(deployment_file, _join(key, "path"))
+    if issues:
+        return None, issues
+    return parse_deployment(data, _join(key, "deployment"), overrides, _shown(deployment_file))
+
+
+def load_deployment(path: str | os.PathLike[str], overrides: Mapping[str, Any] | None = None) -> DeploymentConfig | None:
+    """Just the merged deployment of a service folder, or None when it has problems (`load_service` reports them)."""
+    return _folder_deployment(Path(path), overrides, "")[0]
+
+
+def load_service(
+    path: str | os.PathLike[str],
+    name: str,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    model_dir: str = DEFAULT_MODEL_DIR,
+    key: str = "",
+) -> ModelService:
+    """Load and validate a service folder; raise ServiceConfigError listing every problem.
+
+    `overrides` are v1 deployment keys deep-merged over the folder's deploymentconfig.json
+    (which may be absent: then the overrides are the whole deployment, computeType implied).
+    `key` prefixes every issue key, e.g. `models[0]`."""
+    folder = Path(path)
+    issues: list[ConfigIssue] = []
+    try:
+        _service_name(name)
+    except ValueError as exc:
+        issues.append(ConfigIssue(_join(key, "name"), name, str(exc)))
+    if not folder.is_dir():
+        issues.append(ConfigIssue(_join(key, "path"), str(path), "is not a directory; allowed: a service folder with inferenceconfig.json"))
+        raise ServiceConfigError(name, issues)
+    deployment, found = _folder_deployment(folder, overrides, key)
+    issues += found
+    inference_data, read_issues = _read_json(folder / INFERENCE_FILE, _join(key, "path"))
+    issues += read_issues
+    inference = None
+    if not read_issues:
+        inference, found = parse_inference(inference_data, folder, _join(key, "inferenceConfig"))
+        issues += found
+    models = folder / model_dir
+    issues += _model_dir_problems(models, _join(key, "modelDir") if model_dir != DEFAULT_MODEL_DIR else _join(key, "path"), model_dir)
+    if issues:
+        raise ServiceConfigError(name, issues)
+    assert deployment is not None and inference is not None
+    return ModelService(name=name, folder=folder.resolve(), deployment=deployment, inference=inference, model_dir=models.resolve())
