@@ -23,10 +23,15 @@ $(STAMP): requirements.lock pyproject.toml
 
 venv: $(STAMP)
 
-test: $(STAMP)
+# The sample model is built, not committed: Ridge on scikit-learn's bundled diabetes data.
+SAMPLE_MODEL := examples/models/diabetes/model/diabetes-ridge.pkl
+$(SAMPLE_MODEL): $(STAMP) examples/models/diabetes/train.py
+	$(PY) examples/models/diabetes/train.py --out $@
+
+test: $(STAMP) $(SAMPLE_MODEL)
 	$(PY) -m pytest -q
 
-run: $(STAMP)
+run: $(STAMP) $(SAMPLE_MODEL)
 	$(VENV)/bin/aksinf serve
 
 plan: $(STAMP)
