@@ -54,7 +54,8 @@ _MOVED_KEYS = {
 _SERVICE_NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 
 
-def _service_name(value: str) -> str:
+def check_service_name(value: str) -> str:
+    """v1's service-name rule; raises ValueError saying what is allowed."""
     if not (3 <= len(value) <= 32 and _SERVICE_NAME.match(value)):
         raise ValueError(
             "must be 3-32 characters of lowercase letters, digits and dashes, starting with a letter and "
@@ -81,8 +82,10 @@ def _auth_key(value: str) -> str:
     return value
 
 
-def _compute_type(value: Any) -> Any:
-    return value.upper() if isinstance(value, str) else value
+def _compute_type(value: str) -> str:
+    if value.upper() != "AKS":
+        raise ValueError("must be AKS (any case): this platform runs v1 AKS deployments; ACI and local configs have no AKS settings")
+    return "AKS"
 
 
 def _cuda_version(value: Any) -> Any:
@@ -94,7 +97,6 @@ def _lower(value: Any) -> Any:
     return value.lower() if isinstance(value, str) else value
 
 
-ServiceName = Annotated[str, AfterValidator(_service_name)]
 Namespace = Annotated[str, AfterValidator(_namespace)]
 AuthKey = Annotated[str, AfterValidator(_auth_key)]
 PositiveInt = Annotated[int, Field(gt=0)]
@@ -151,7 +153,7 @@ class DataCollection(V1Section):
 class DeploymentConfig(V1Section):
     """`deploymentconfig.json` for `computeType: AKS`, i.e. `AksWebservice.deploy_configuration(...)`."""
 
-    compute_type: Annotated[Literal["AKS"], BeforeValidator(_compute_type)]
+    compute_type: Annotated[str, AfterValidator(_compute_type)]
     auto_scaler: AutoScaler = Field(default_factory=AutoScaler)
     container_resource_requirements: ContainerResourceRequirements = Field(default_factory=ContainerResourceRequirements)
     # v1's docstring says 0, the docs include says 1; 0 is the only default a CPU-only cluster can schedule.
@@ -543,10 +545,28 @@ def _read_json(path: Path, key: str) -> tuple[Any, list[ConfigIssue]]:
         return None, [ConfigIssue(key, _shown(path), f"is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")]
 
 
+def _without(data: Any, locations: Iterable[tuple[Any, ...]]) -> Any:
+    """A copy of `data` with the values at `locations` removed (to check the rest)."""
+    pruned = json.loads(json.dumps(data, default=str))
+    for location in locations:
+        node = pruned
+        for part in location[:-1]:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(location[-1] if location else None, None)
+    return pruned
+
+
 def _validated(model: type[BaseModel], data: Any, key: str) -> tuple[Any, list[ConfigIssue]]:
+    """(model, []) when valid; else (the model without the bad values, if that parses, for the cross-field
+    rules to still run; issues)."""
     try:
         return model.model_validate(data), []
     except ValidationError as exc:
+        try:
+            partial = model.model_validate(_without(data, [tuple(e["loc"]) for e in exc.errors()]))
+        except ValidationError:
+            partial = None
         issues = []
         for issue in _issues_from(exc, key, secret=False, root=model):
             leaf = issue.key.rsplit(".", 1)[-1]
@@ -555,7 +575,20 @@ def _validated(model: type[BaseModel], data: Any, key: str) -> tuple[Any, list[C
             elif ".keys." in f"{issue.key}." and not issue.problem.startswith("unknown key"):
                 issue = ConfigIssue(issue.key, REDACTED, issue.problem)
             issues.append(issue)
-        return None, issues
+        return partial, issues
+
+
+def _with_rules(issues: list[ConfigIssue], key: str, rules: Iterable[tuple[str, Any, str]]) -> list[ConfigIssue]:
+    """`issues` plus cross-field findings, except where a bad value of the same object would skew the rule
+    (it ran with that value removed, i.e. with its default)."""
+    reported = {issue.key for issue in issues}
+    skewed = {k.rsplit(".", 1)[0] for k in reported if "." in k.removeprefix(key).lstrip(".")}
+    findings = []
+    for rule_key, value, problem in rules:
+        full = _join(key, rule_key)
+        if full not in reported and ("." not in rule_key or full.rsplit(".", 1)[0] not in skewed):
+            findings.append(ConfigIssue(full, value, problem))
+    return issues + findings
 
 
 def parse_deployment(
@@ -575,7 +608,7 @@ def parse_deployment(
         ]
     config, issues = _validated(DeploymentConfig, merged, key)
     if config is not None:
-        issues = [ConfigIssue(_join(key, k), v, p) for k, v, p in config.problems()]
+        issues = _with_rules(issues, key, config.problems())
     if source:
         from_overrides = _paths(overrides or {})
         issues = [
@@ -591,7 +624,7 @@ def parse_inference(data: Any, folder: Path, key: str = "inferenceConfig") -> tu
         return None, [ConfigIssue(key, data, "must be a JSON object of v1 inference settings")]
     config, issues = _validated(InferenceConfig, data, key)
     if config is not None:
-        issues = [ConfigIssue(_join(key, k), v, p) for k, v, p in config.problems(folder)]
+        issues = _with_rules(issues, key, config.problems(folder))
     return (config if not issues else None), issues
 
 
@@ -637,7 +670,7 @@ def load_service(
     folder = Path(path)
     issues: list[ConfigIssue] = []
     try:
-        _service_name(name)
+        check_service_name(name)
     except ValueError as exc:
         issues.append(ConfigIssue(_join(key, "name"), name, str(exc)))
     if not folder.is_dir():
