@@ -572,7 +572,7 @@ def _validated(model: type[BaseModel], data: Any, key: str) -> tuple[Any, list[C
             leaf = issue.key.rsplit(".", 1)[-1]
             if leaf in _MOVED_KEYS and issue.problem.startswith("unknown key"):
                 issue = ConfigIssue(issue.key, issue.value, f"unknown key (v1 ignored it): {_MOVED_KEYS[leaf]}")
-            elif ".keys." in f"{issue.key}." and not issue.problem.startswith("unknown key"):
+            elif "keys" in issue.key.split(".") and not issue.problem.startswith("unknown key"):
                 issue = ConfigIssue(issue.key, REDACTED, issue.problem)
             issues.append(issue)
         return partial, issues

@@ -1,0 +1,235 @@
+"""Stack keys `aks-inference:models` and `aks-inference:auth`, and `aksinf import-v1`."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from aksinf import cli
+from components.config import PROJECT_ROOT, ConfigError, validate_stack_config
+from serving.v1 import load_service
+
+SAMPLE = PROJECT_ROOT / "examples" / "models" / "diabetes"
+ADMIN_GROUP = "00000000-0000-0000-0000-000000000001"
+TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+BASE = {"purpose": "DevTest", "cluster": {"adminGroupObjectIds": [ADMIN_GROUP]}}
+DIABETES = {"name": "diabetes", "path": "examples/models/diabetes"}
+GPU_POOL = {"name": "gpu", "vmSize": "Standard_NC4as_T4_v3", "accelerator": "gpu"}
+
+
+def validate(**values):
+    return validate_stack_config({**BASE, **values}, "westeurope")
+
+
+def issues(**values) -> dict[str, str]:
+    with pytest.raises(ConfigError) as excinfo:
+        validate(**values)
+    return {issue.key: issue.problem for issue in excinfo.value.issues}
+
+
+def test_no_models_and_no_auth_by_default():
+    config = validate()
+    assert config.models == [] and config.auth is None
+
+
+def test_sample_model_validates_from_any_working_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = validate(models=[DIABETES])
+    entry = config.models[0]
+    assert entry.folder == SAMPLE and entry.model_dir == "model" and entry.deployment == {}
+
+
+def test_models_arrive_as_json_text_from_pulumi():
+    from components.config import parse_config_value
+
+    config = validate(models=parse_config_value(json.dumps([{**DIABETES, "deployment": {"scoringTimeoutMs": 9000}}])))
+    assert config.models[0].deployment == {"scoringTimeoutMs": 9000}
+
+
+def test_service_errors_carry_full_keys():
+    found = issues(
+        models=[
+            DIABETES,
+            {"name": "diabetes-2", "path": "examples/models/diabetes", "deployment": {"autoScaler": {"minReplicas": 0}, "numReplicas": 2, "keys": {"primaryKey": "x"}}},
+        ]
+    )
+    assert "greater than 0" in found["models[1].deployment.autoScaler.minReplicas"]
+    assert "autoscale enabled and num_replicas provided." in found["models[1].deployment.numReplicas"]
+    assert "16-256 characters" in found["models[1].deployment.keys.primaryKey"]
+
+
+def test_errors_of_every_section_come_together():
+    with pytest.raises(ConfigError) as excinfo:
+        validate(
+            models=[{**DIABETES, "deployment": {"scoringTimeoutMs": -1}}, {"name": "x", "path": "nowhere"}],
+            network={"serviceCidr": "10.0.0.1/16"},
+            auth={"tenantId": "not-a-guid", "audience": "api://x"},
+        )
+    keys = {issue.key for issue in excinfo.value.issues}
+    assert {"models[0].deployment.scoringTimeoutMs", "models[1].path", "network.serviceCidr", "auth.tenantId"} <= keys
+
+
+def test_model_names_are_unique():
+    found = issues(models=[DIABETES, DIABETES])
+    assert "must be unique" in found["models[1].name"]
+
+
+def test_model_name_rule():
+    found = issues(models=[{**DIABETES, "name": "Diabetes_Model"}])
+    assert "3-32 characters" in found["models[0].name"]
+
+
+def test_missing_path_resolves_against_the_project_root():
+    found = issues(models=[{"name": "ghost", "path": "examples/models/ghost"}])
+    assert str(PROJECT_ROOT / "examples/models/ghost") in found["models[0].path"]
+
+
+def test_unknown_model_entry_key_suggests():
+    found = issues(models=[{**DIABETES, "deploymnet": {}}])
+    assert "did you mean 'deployment'?" in found["models[0].deploymnet"]
+
+
+def test_model_entry_fields_are_required():
+    found = issues(models=[{"name": "diabetes"}])
+    assert found["models[0].path"] == "is required"
+
+
+def test_token_auth_needs_the_auth_section():
+    token = {**DIABETES, "deployment": {"authEnabled": False, "tokenAuthEnabled": True}}
+    found = issues(models=[token])
+    assert "needs aks-inference:auth" in found["models[0].deployment.tokenAuthEnabled"]
+    config = validate(models=[token], auth={"tenantId": TENANT, "audience": "api://aks-inference"})
+    assert load_service(config.models[0].folder, "diabetes", config.models[0].deployment).auth_mode == "token"
+
+
+def test_auth_derives_issuer_and_jwks():
+    auth = validate(auth={"tenantId": TENANT.upper(), "audience": "api://aks-inference"}).auth
+    assert auth.tenant_id == TENANT
+    assert auth.issuer == f"https://login.microsoftonline.com/{TENANT}/v2.0"
+    assert auth.jwks_uri == f"https://login.microsoftonline.com/{TENANT}/discovery/v2.0/keys"
+
+
+def test_auth_authority_for_sovereign_clouds_and_loopback():
+    auth = validate(auth={"tenantId": TENANT, "audience": "aud", "authority": "https://login.microsoftonline.us"}).auth
+    assert auth.issuer == f"https://login.microsoftonline.us/{TENANT}/v2.0"
+    assert validate(auth={"tenantId": TENANT, "audience": "aud", "authority": "http://127.0.0.1:8080"}).auth.jwks_uri.startswith("http://127.0.0.1:8080/")
+
+
+@pytest.mark.parametrize(
+    "auth, key",
+    [
+        ({"tenantId": TENANT}, "auth.audience"),
+        ({"audience": "aud"}, "auth.tenantId"),
+        ({"tenantId": TENANT, "audience": "two words"}, "auth.audience"),
+        ({"tenantId": TENANT, "audience": "aud", "authority": "http://login.example.com"}, "auth.authority"),
+        ({"tenantId": TENANT, "audience": "aud", "authority": "https://login.microsoftonline.com/tenant"}, "auth.authority"),
+        ({"tenantId": TENANT, "audience": "aud", "issuer": "x"}, "auth.issuer"),
+    ],
+)
+def test_auth_errors(auth, key):
+    assert key in issues(auth=auth)
+
+
+def test_gpu_service_needs_a_gpu_pool():
+    gpu_model = {**DIABETES, "deployment": {"gpuCores": 1}}
+    assert "needs a GPU node pool" in issues(models=[gpu_model])["models[0].deployment.gpuCores"]
+    assert validate(models=[gpu_model], pools=[GPU_POOL]).models[0].deployment == {"gpuCores": 1}
+
+
+# --------------------------------------------------------------------------- aksinf import-v1
+
+
+def test_import_v1_output_round_trips_through_validation(tmp_path, capsys):
+    folder = tmp_path / "svc"
+    shutil.copytree(SAMPLE, folder, ignore=shutil.ignore_patterns("deploymentconfig.json", "__pycache__"))
+    v1_deploy = {
+        "computeType": "AKS",
+        "autoScaler": {"autoscaleEnabled": True, "minReplicas": 2, "maxReplicas": 6, "targetUtilization": 50},
+        "containerResourceRequirements": {"cpu": 0.5, "memoryInGB": 1},
+        "authEnabled": True,
+        "keys": {"primaryKey": "primary-key-value-0123456789"},
+        "scoringTimeoutMs": 30000,
+        "maxConcurrentRequestsPerContainer": 2,
+        "tags": {"team": "a"},
+    }
+    deploy_file = tmp_path / "v1-deploy.json"
+    deploy_file.write_text(json.dumps(v1_deploy))
+    code = cli.main(["import-v1", "--deploy-config", str(deploy_file), "--inference-config", str(folder / "inferenceconfig.json"), "--name", "imported"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "primary-key-value" not in out and "keys.primaryKey" in err  # secrets stay out of stdout
+    stack_values = yaml.safe_load(out)
+    entries = stack_values["aks-inference:models"]
+    assert entries[0]["path"] == str(folder)
+    config = validate(models=entries)
+    entry = config.models[0]
+    service = load_service(entry.folder, entry.name, entry.deployment)
+    expected = {key: value for key, value in v1_deploy.items() if key != "keys"}
+    assert service.deployment.to_v1(explicit_only=True) == {**expected, "containerResourceRequirements": {"cpu": 0.5, "memoryInGB": 1.0}}
+    assert (service.min_replicas, service.max_replicas, service.max_concurrent) == (2, 6, 2)
+
+
+def test_import_v1_paths_inside_the_project_are_relative(capsys):
+    code = cli.main(
+        ["import-v1", "--deploy-config", str(SAMPLE / "deploymentconfig.json"), "--inference-config", str(SAMPLE / "inferenceconfig.json"), "--name", "diabetes"]
+    )
+    out, _ = capsys.readouterr()
+    assert code == 0
+    entry = yaml.safe_load(out)["aks-inference:models"][0]
+    assert entry["path"] == "examples/models/diabetes"
+    assert "computeType" not in entry["deployment"]
+    validate(models=[entry])
+
+
+def test_import_v1_reports_every_problem(tmp_path, capsys):
+    deploy_file = tmp_path / "deploy.json"
+    deploy_file.write_text(json.dumps({"computeType": "aks", "autoScaler": {"maxReplicas": 3}, "sslEnabled": True}))
+    inference_file = tmp_path / "inference.json"
+    inference_file.write_text(json.dumps({"entryScript": "score.py", "extraDockerfileSteps": "steps"}))
+    code = cli.main(["import-v1", "--deploy-config", str(deploy_file), "--inference-config", str(inference_file), "--name", "ok-name"])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == ""
+    assert "4 problem(s)" in err
+    assert f"--deploy-config {deploy_file}: autoScaler.maxReplicas: is set without enabling autoscaling" in err
+    assert f"--deploy-config {deploy_file}: sslEnabled: unknown key" in err
+    assert f"--inference-config {inference_file}: entryScript: file not found" in err
+    assert f"--inference-config {inference_file}: extraDockerfileSteps: file not found" in err
+
+
+@pytest.mark.parametrize(
+    "deploy_text, fragment",
+    [
+        (None, "cannot be read"),
+        ("{oops", "is not valid JSON: Expecting property name"),
+        ("[]", "must be a JSON object"),
+    ],
+)
+def test_import_v1_bad_files(tmp_path, capsys, deploy_text, fragment):
+    deploy_file = tmp_path / "deploy.json"
+    if deploy_text is not None:
+        deploy_file.write_text(deploy_text)
+    code = cli.main(["import-v1", "--deploy-config", str(deploy_file), "--inference-config", str(SAMPLE / "inferenceconfig.json"), "--name", "diabetes"])
+    assert code == 2
+    assert fragment in capsys.readouterr().err
+
+
+def test_import_v1_reads_yaml_like_v1(tmp_path, capsys):
+    deploy_file = tmp_path / "deployment_config_aks.yml"
+    deploy_file.write_text("computeType: AKS\nautoScaler:\n  autoscaleEnabled: true\n  maxReplicas: 3\n")
+    code = cli.main(["import-v1", "--deploy-config", str(deploy_file), "--inference-config", str(SAMPLE / "inferenceconfig.json"), "--name", "diabetes"])
+    out, _ = capsys.readouterr()
+    assert code == 0
+    assert yaml.safe_load(out)["aks-inference:models"][0]["deployment"] == {"autoScaler": {"autoscaleEnabled": True, "maxReplicas": 3}}
+
+
+def test_import_v1_rejects_bad_name_and_path(tmp_path, capsys):
+    code = cli.main(
+        ["import-v1", "--deploy-config", str(SAMPLE / "deploymentconfig.json"), "--inference-config", str(SAMPLE / "inferenceconfig.json"), "--name", "No", "--path", str(tmp_path / "x")]
+    )
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "--name 'No'" in err and f"--path {tmp_path / 'x'}: is not a directory" in err
