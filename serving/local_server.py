@@ -32,7 +32,10 @@ gunicorn 27's control socket is turned off (`GUNICORN_CMD_ARGS`): its default
 path is shared by every server of the user, so parallel replicas would fight
 over it.
 
-Readiness: `GET http://127.0.0.1:PORT/` answers 200 "Healthy" once `init()` ran.
+Readiness: `GET http://127.0.0.1:PORT/` answers 200 "Healthy" once `init()` ran
+(gunicorn binds the port first, so earlier connections wait rather than fail).
+If `init()` raises, the process exits with code 3 within about a second (what
+v1 showed as CrashLoopBackOff); a bad argument exits with code 2.
 """
 
 from __future__ import annotations
@@ -125,11 +128,12 @@ def server_environment(args: argparse.Namespace) -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     if not args.entry_script.is_file():
-        raise SystemExit(f"--entry-script: {args.entry_script} is not a file")
+        parser.error(f"--entry-script: {args.entry_script} is not a file")
     if not args.model_dir.is_dir():
-        raise SystemExit(f"--model-dir: {args.model_dir} is not a directory")
+        parser.error(f"--model-dir: {args.model_dir} is not a directory")
     environment = server_environment(args)
     os.environ.update(environment)
 

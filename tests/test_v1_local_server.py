@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -52,17 +53,10 @@ def _children(pid: int) -> list[int]:
     return [int(p) for p in path.read_text().split()] if path.exists() else []
 
 
-@pytest.fixture(scope="module")
-def diabetes_server(tmp_path_factory):
-    """One real server on a free loopback port; the whole process group is killed afterwards."""
-    spec = importlib.util.spec_from_file_location("diabetes_train", SAMPLE / "train.py")
-    train = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(train)
-    model_dir = tmp_path_factory.mktemp("model")
-    train.main(["--out", str(model_dir / train.MODEL_FILE)])
-    port = _free_port()
-    argv = local_server.command(SAMPLE / "score.py", model_dir, port, workers=1, scoring_timeout_ms=5000)
-    log = open(tmp_path_factory.mktemp("log") / "server.log", "w+")
+@contextlib.contextmanager
+def running(argv: list[str], log_path: Path, port: int):
+    """A server process group, healthy on `port`; always killed on exit."""
+    log = open(log_path, "w+")
     process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 30
@@ -78,7 +72,7 @@ def diabetes_server(tmp_path_factory):
             if time.monotonic() > deadline:
                 pytest.fail("server not healthy within 30 s")
             time.sleep(0.1)
-        yield process, port
+        yield process
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         try:
@@ -87,6 +81,20 @@ def diabetes_server(tmp_path_factory):
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
         log.close()
+
+
+@pytest.fixture(scope="module")
+def diabetes_server(tmp_path_factory):
+    """One real server on a free loopback port; the whole process group is killed afterwards."""
+    spec = importlib.util.spec_from_file_location("diabetes_train", SAMPLE / "train.py")
+    train = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train)
+    model_dir = tmp_path_factory.mktemp("model")
+    train.main(["--out", str(model_dir / train.MODEL_FILE)])
+    port = _free_port()
+    argv = local_server.command(SAMPLE / "score.py", model_dir, port, workers=1, scoring_timeout_ms=5000)
+    with running(argv, tmp_path_factory.mktemp("log") / "server.log", port) as process:
+        yield process, port
 
 
 def test_server_binds_loopback_only(diabetes_server):
@@ -156,3 +164,30 @@ def test_bad_arguments_are_rejected(tmp_path, capsys, argv, message):
     with pytest.raises(SystemExit):
         local_server._parser().parse_args(["--entry-script", "s.py", "--model-dir", str(tmp_path), *argv])
     assert message in capsys.readouterr().err
+
+
+def test_scoring_timeout_reaches_the_server(tmp_path):
+    (tmp_path / "slow.py").write_text("import time\n\ndef init():\n    pass\n\ndef run(raw):\n    time.sleep(float(raw))\n    return 'done'\n")
+    port = _free_port()
+    argv = local_server.command(tmp_path / "slow.py", tmp_path, port, workers=1, scoring_timeout_ms=200)
+    with running(argv, tmp_path / "server.log", port):
+        fast = httpx.post(f"http://127.0.0.1:{port}/score", content="0", headers={"Content-Type": "text/plain"})
+        slow = httpx.post(f"http://127.0.0.1:{port}/score", content="2", headers={"Content-Type": "text/plain"}, timeout=10)
+    assert fast.status_code == 200 and fast.json() == "done"
+    assert slow.status_code == 500
+    assert "200" in slow.json()["message"]  # "...within the allocated time: 200ms"
+
+
+def test_failing_init_exits_with_code_3(tmp_path):
+    (tmp_path / "broken.py").write_text("def init():\n    raise RuntimeError('no model')\n\ndef run(raw):\n    return raw\n")
+    argv = local_server.command(tmp_path / "broken.py", tmp_path, _free_port())
+    process = subprocess.run(argv, capture_output=True, text=True, timeout=60, start_new_session=True)
+    assert process.returncode == 3  # v1: CrashLoopBackOff; the local actuator sees the exit code
+    assert "no model" in process.stdout + process.stderr
+
+
+def test_missing_files_are_argument_errors(tmp_path, capsys):
+    with pytest.raises(SystemExit) as excinfo:
+        local_server.main(["--entry-script", str(tmp_path / "absent.py"), "--model-dir", str(tmp_path), "--port", "5001"])
+    assert excinfo.value.code == 2
+    assert "absent.py is not a file" in capsys.readouterr().err
