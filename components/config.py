@@ -655,7 +655,7 @@ def validate_stack_config(values: Mapping[str, Any], location: Any, secret_keys:
     for needed, check in _CROSS_CHECKS:
         if all(s in parsed for s in needed):
             for issue in check(*(parsed[s] for s in needed)):
-                issues.append(ConfigIssue(issue.key, REDACTED if issue.key.split(".")[0] in secret else issue.value, issue.problem))
+                issues.append(ConfigIssue(issue.key, REDACTED if re.split(r"[.\[]", issue.key)[0] in secret else issue.value, issue.problem))
     if issues:
         raise ConfigError(issues)
     return StackConfig.model_validate(parsed)

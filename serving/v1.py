@@ -654,6 +654,14 @@ def load_deployment(path: str | os.PathLike[str], overrides: Mapping[str, Any] |
     return _folder_deployment(Path(path), overrides, "")[0]
 
 
+def load_stack_services(models: Iterable[Any]) -> list[ModelService]:
+    """The services of a validated stack config (`StackConfig.models`), in order."""
+    return [
+        load_service(entry.folder, entry.name, entry.deployment, model_dir=entry.model_dir, key=f"models[{i}]")
+        for i, entry in enumerate(models)
+    ]
+
+
 def load_service(
     path: str | os.PathLike[str],
     name: str,

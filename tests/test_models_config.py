@@ -233,3 +233,19 @@ def test_import_v1_rejects_bad_name_and_path(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2
     assert "--name 'No'" in err and f"--path {tmp_path / 'x'}: is not a directory" in err
+
+
+def test_secret_models_section_redacts_values_in_cross_checks():
+    with pytest.raises(ConfigError) as excinfo:
+        validate_stack_config({**BASE, "models": [{**DIABETES, "deployment": {"scoringTimeoutMs": 0, "description": "confidential-text"}}]}, "westeurope", secret_keys=["models"])
+    text = str(excinfo.value)
+    assert "models[0].deployment.scoringTimeoutMs" in text and "[secret]" in text
+
+
+def test_stack_services_load_in_order():
+    from serving.v1 import load_stack_services
+
+    config = validate(models=[DIABETES, {**DIABETES, "name": "diabetes-fixed", "deployment": {"autoScaler": None, "numReplicas": 2}}])
+    services = load_stack_services(config.models)
+    assert [s.name for s in services] == ["diabetes", "diabetes-fixed"]
+    assert services[0].autoscale_on and not services[1].autoscale_on and services[1].initial_replicas == 2
