@@ -1,0 +1,31 @@
+"""Deterministic Azure resource names (no provider autonaming: previews must not churn)."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Names:
+    project: str
+    stack: str
+    location: str
+
+    @property
+    def base(self) -> str:
+        return f"aksinf-{self.stack}"
+
+    def of(self, kind: str) -> str:
+        return f"{kind}-{self.base}"
+
+    @property
+    def registry(self) -> str:
+        """ACR names are global, 5-50 alphanumerics: stack plus a stable hash of project/stack/region."""
+        digest = hashlib.sha256(f"{self.project}/{self.stack}/{self.location}".encode()).hexdigest()[:8]
+        stem = "".join(ch for ch in f"aksinf{self.stack}" if ch.isalnum()).lower()[:40]
+        return f"{stem}{digest}"
+
+    def tags(self, purpose: str) -> dict[str, str]:
+        """Tags on every Azure resource; policies read the purpose from them."""
+        return {"aks-inference/purpose": purpose, "aks-inference/stack": self.stack, "managed-by": "pulumi"}

@@ -1,0 +1,95 @@
+"""The whole platform for one stack: everything else hangs off this component."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_azure_native.resources as resources
+
+from components.cluster import Cluster, ClusterArgs
+from components.config import StackConfig
+from components.egress import egress_allowlist
+from components.firewall import Egress, EgressArgs
+from components.monitoring import Monitoring, MonitoringArgs
+from components.names import Names
+from components.network import Network, NetworkArgs
+from components.registry import Registry, RegistryArgs
+
+
+@dataclass
+class PlatformArgs:
+    config: StackConfig
+    names: Names
+
+
+class Platform(pulumi.ComponentResource):
+    def __init__(self, name: str, args: PlatformArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("aks-inference:platform:Platform", name, None, opts)
+        self.config = config = args.config
+        self.names = names = args.names
+        child = pulumi.ResourceOptions(parent=self)
+
+        self.resource_group = resources.ResourceGroup(
+            f"{name}-rg",
+            resource_group_name=names.of("rg"),
+            location=config.location,
+            tags=names.tags(config.purpose),
+            opts=child,
+        )
+        rg_name = self.resource_group.name
+        self.monitoring = Monitoring(f"{name}-monitoring", MonitoringArgs(config, names, rg_name), opts=child)
+        self.network = Network(f"{name}-network", NetworkArgs(config, names, rg_name), opts=child)
+
+        self.registry_login_server = f"{names.registry}.azurecr.io"
+        self.egress_allowlist = egress_allowlist(config, self.registry_login_server)
+        self.egress = None
+        if self.network.route_table is not None:
+            self.egress = Egress(
+                f"{name}-egress",
+                EgressArgs(
+                    config,
+                    names,
+                    rg_name,
+                    self.egress_allowlist,
+                    route_table_name=self.network.route_table.name,
+                    firewall_subnet_id=self.network.firewall_subnet.id if self.network.firewall_subnet else None,
+                ),
+                opts=child,
+            )
+        firewall_ip = self.egress.public_ip if self.egress and self.egress.public_ip else None
+        self.cluster = Cluster(
+            f"{name}-cluster",
+            ClusterArgs(
+                config,
+                names,
+                rg_name,
+                node_subnet_id=self.network.node_subnet.id,
+                workspace_id=self.monitoring.workspace.id,
+                route_table_id=self.network.route_table.id if self.network.route_table else None,
+                # With authorized IP ranges, the firewall's own address must reach the API server.
+                extra_authorized_ranges=firewall_ip.ip_address.apply(lambda ip: [f"{ip}/32"]) if firewall_ip else None,
+                egress_ready=[self.egress.default_route] if self.egress else None,
+            ),
+            opts=child,
+        )
+        self.registry = Registry(
+            f"{name}-registry",
+            RegistryArgs(config, names, rg_name, kubelet_object_id=self.cluster.kubelet_object_id),
+            opts=child,
+        )
+        self.k8s_provider = self.cluster.k8s_provider
+        self.register_outputs({"clusterName": self.cluster.cluster.name, "registryLoginServer": self.registry.login_server})
+
+    def network_summary(self) -> dict:
+        net = self.config.network
+        return {
+            "plugin": net.plugin,
+            "vnetCidr": net.vnet_cidr,
+            "nodeSubnetCidr": net.node_subnet_cidr,
+            "podCidr": net.effective_pod_cidr,
+            "serviceCidr": net.service_cidr,
+            "dnsServiceIp": net.dns_service_ip,
+            "maxPods": net.effective_max_pods,
+            "egressMode": self.config.egress.mode,
+        }
