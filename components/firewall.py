@@ -35,24 +35,24 @@ def _rule_name(index: int, rule: EgressRule) -> str:
     return f"{index:03d}-{slug}-{rule.protocol.lower()}{rule.port}"[:80]
 
 
-def application_rules(allowlist: list[EgressRule], sources: list[str]) -> list[dict]:
+def application_rules(allowlist: list[EgressRule], sources: list[str]) -> list[network.ApplicationRuleArgs]:
     rules = []
     for index, rule in enumerate(r for r in allowlist if r.kind in APPLICATION_KINDS):
         target = {"fqdn_tags": [rule.destination]} if rule.kind == "fqdnTag" else {"target_fqdns": [rule.destination]}
         rules.append(
-            {
-                "rule_type": "ApplicationRule",
-                "name": _rule_name(index, rule),
-                "description": rule.why,
-                "source_addresses": sources,
-                "protocols": [{"protocol_type": rule.protocol, "port": rule.port}],
+            network.ApplicationRuleArgs(
+                rule_type="ApplicationRule",
+                name=_rule_name(index, rule),
+                description=rule.why,
+                source_addresses=sources,
+                protocols=[network.FirewallPolicyRuleApplicationProtocolArgs(protocol_type=rule.protocol, port=rule.port)],
                 **target,
-            }
+            )
         )
     return rules
 
 
-def network_rules(allowlist: list[EgressRule], sources: list[str]) -> list[dict]:
+def network_rules(allowlist: list[EgressRule], sources: list[str]) -> list[network.NetworkRuleArgs]:
     rules = []
     for index, rule in enumerate(r for r in allowlist if r.kind not in APPLICATION_KINDS):
         target = (
@@ -61,15 +61,15 @@ def network_rules(allowlist: list[EgressRule], sources: list[str]) -> list[dict]
             else {"destination_addresses": [rule.destination]}
         )
         rules.append(
-            {
-                "rule_type": "NetworkRule",
-                "name": _rule_name(index, rule),
-                "description": rule.why,
-                "source_addresses": sources,
-                "ip_protocols": [rule.protocol],
-                "destination_ports": [str(rule.port)],
+            network.NetworkRuleArgs(
+                rule_type="NetworkRule",
+                name=_rule_name(index, rule),
+                description=rule.why,
+                source_addresses=sources,
+                ip_protocols=[rule.protocol],
+                destination_ports=[str(rule.port)],
                 **target,
-            }
+            )
         )
     return rules
 
@@ -112,14 +112,15 @@ class Egress(pulumi.ComponentResource):
                 firewall_policy_name=policy.name,
                 resource_group_name=args.resource_group_name,
                 priority=NETWORK_RULES_PRIORITY,
+                # Typed Args: plain dicts inside this polymorphic list would reach Azure in snake_case.
                 rule_collections=[
-                    {
-                        "rule_collection_type": "FirewallPolicyFilterRuleCollection",
-                        "name": "aks-network",
-                        "priority": NETWORK_RULES_PRIORITY,
-                        "action": {"type": "Allow"},
-                        "rules": network_rules(args.allowlist, sources),
-                    }
+                    network.FirewallPolicyFilterRuleCollectionArgs(
+                        rule_collection_type="FirewallPolicyFilterRuleCollection",
+                        name="aks-network",
+                        priority=NETWORK_RULES_PRIORITY,
+                        action=network.FirewallPolicyFilterRuleCollectionActionArgs(type="Allow"),
+                        rules=network_rules(args.allowlist, sources),
+                    )
                 ],
                 opts=child,
             )
@@ -130,14 +131,15 @@ class Egress(pulumi.ComponentResource):
                 firewall_policy_name=policy.name,
                 resource_group_name=args.resource_group_name,
                 priority=APPLICATION_RULES_PRIORITY,
+                # Typed Args: plain dicts inside this polymorphic list would reach Azure in snake_case.
                 rule_collections=[
-                    {
-                        "rule_collection_type": "FirewallPolicyFilterRuleCollection",
-                        "name": "aks-application",
-                        "priority": APPLICATION_RULES_PRIORITY,
-                        "action": {"type": "Allow"},
-                        "rules": application_rules(args.allowlist, sources),
-                    }
+                    network.FirewallPolicyFilterRuleCollectionArgs(
+                        rule_collection_type="FirewallPolicyFilterRuleCollection",
+                        name="aks-application",
+                        priority=APPLICATION_RULES_PRIORITY,
+                        action=network.FirewallPolicyFilterRuleCollectionActionArgs(type="Allow"),
+                        rules=application_rules(args.allowlist, sources),
+                    )
                 ],
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[network_group]),
             )
