@@ -1,0 +1,1 @@
+"""Benchmarks: each module with a `main()` writes bench/results/<name>.json and prints a short table."""
