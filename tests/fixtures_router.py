@@ -1,1 +1,148 @@
-"""Router fixtures: real Envoy and model servers on 127.0.0.1."""
+"""Router fixtures: the real Envoy binary and tiny model stand-ins, all on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from router.envoy import ConfigWriter
+from router.envoy_process import EnvoyProcess
+from router.net import LOOPBACK, free_port
+from router.spec import Endpoint, RouterSettings, ServiceRoute
+
+
+@dataclass
+class FakeModel:
+    """A keep-alive HTTP/1.1 server standing in for a model replica."""
+
+    delay: float = 0.0
+    status: int = 200
+    requests: list = field(default_factory=list)
+    active: int = 0
+    peak_active: int = 0
+
+    def start(self) -> FakeModel:
+        model = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def _serve(self):
+                model.requests.append({"method": self.command, "path": self.path, "headers": dict(self.headers), "bytes": self._read_body()})
+                model.active += 1
+                model.peak_active = max(model.peak_active, model.active)
+                try:
+                    time.sleep(model.delay)
+                finally:
+                    model.active -= 1
+                payload = json.dumps({"path": self.path, "port": model.port}).encode()
+                self.send_response(model.status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def _read_body(self) -> int:
+                """Read the whole body first, as a real inference server does (chunked included)."""
+                if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+                    total = 0
+                    while True:
+                        size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                        if size == 0:
+                            self.rfile.readline()
+                            return total
+                        total += len(self.rfile.read(size))
+                        self.rfile.readline()
+                length = int(self.headers.get("Content-Length") or 0)
+                return len(self.rfile.read(length)) if length else 0
+
+            do_GET = do_POST = _serve
+
+        self.server = ThreadingHTTPServer((LOOPBACK, 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    @property
+    def endpoint(self) -> Endpoint:
+        return Endpoint(LOOPBACK, self.port)
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def fake_model():
+    started: list[FakeModel] = []
+
+    def make(**kwargs) -> FakeModel:
+        model = FakeModel(**kwargs).start()
+        started.append(model)
+        return model
+
+    yield make
+    for model in started:
+        model.stop()
+
+
+@dataclass
+class RunningRouter:
+    settings: RouterSettings
+    writer: ConfigWriter
+    envoy: EnvoyProcess
+    routes: list[ServiceRoute]
+
+    @property
+    def url(self) -> str:
+        scheme = "https" if self.settings.tls else "http"
+        return f"{scheme}://{LOOPBACK}:{self.settings.listen_port}"
+
+    def update(self, routes: list[ServiceRoute], settle: float = 0.5) -> list[str]:
+        self.routes = routes
+        changed = self.writer.write(routes, self.settings)
+        time.sleep(settle)  # Envoy reloads on the rename; give it a moment
+        return changed
+
+    def access_log(self) -> list[dict]:
+        path = Path(self.settings.access_log_path)
+        return [json.loads(line) for line in path.read_text().splitlines() if line.startswith("{")] if path.exists() else []
+
+
+@pytest.fixture
+def envoy_router(tmp_path):
+    started: list[RunningRouter] = []
+
+    def start(routes: list[ServiceRoute], **settings_kwargs) -> RunningRouter:
+        config_dir = tmp_path / f"envoy-{len(started)}"
+        settings = RouterSettings(
+            config_dir=config_dir,
+            listen_port=free_port(),
+            admin_port=free_port(),
+            access_log_path=str(tmp_path / f"access-{len(started)}.log"),
+            **settings_kwargs,
+        )
+        writer = ConfigWriter(config_dir)
+        writer.write(routes, settings)
+        envoy = EnvoyProcess(writer.write_bootstrap(settings), settings.admin_port).start()
+        router = RunningRouter(settings, writer, envoy, list(routes))
+        started.append(router)
+        return router
+
+    yield start
+    for router in started:
+        router.envoy.stop()
+
+
+def with_endpoints(route: ServiceRoute, *models: FakeModel) -> ServiceRoute:
+    return replace(route, endpoints=tuple(m.endpoint for m in models))

