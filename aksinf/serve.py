@@ -1,0 +1,78 @@
+"""`aksinf serve`: run the platform locally (Envoy router + real inference servers on 127.0.0.1)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from components.config import PROJECT_ROOT
+
+SAMPLE = PROJECT_ROOT / "examples" / "models" / "diabetes"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--stack", help="serve the `models` of stacks/Pulumi.<stack>.yaml (default: the diabetes sample)")
+    parser.add_argument("--port", type=int, default=8800, help="router port on 127.0.0.1 (default 8800)")
+    parser.add_argument("--purpose", choices=["DevTest", "FastProd", "DenseProd"], help="cluster purpose (DevTest turns autoscaling off)")
+    parser.add_argument("--run-dir", type=Path, default=PROJECT_ROOT / ".run", help="state: Envoy config, logs, keys")
+
+
+def _services(args):
+    from serving.v1 import load_service, load_stack_services
+
+    if not args.stack:
+        return [load_service(SAMPLE, "diabetes")], args.purpose or "FastProd", None
+    from components.config import validate_stack_config
+    from components.offline import read_stack_file
+
+    raw = read_stack_file(args.stack)
+    values = {k.split(":", 1)[1]: v for k, v in raw.items() if k.startswith("aks-inference:")}
+    config = validate_stack_config(values, raw.get("azure-native:location"))
+    if not config.models:
+        raise ValueError(f"stack {args.stack} has no aks-inference:models to serve")
+    jwt = None
+    if config.auth:
+        from router.spec import JwtSettings
+
+        jwt = JwtSettings(config.auth.issuer, (config.auth.audience,), jwks_uri=config.auth.jwks_uri)
+    return load_stack_services(config.models), args.purpose or config.purpose, jwt
+
+
+def run(args: argparse.Namespace) -> int:
+    from router.local import LocalPlatform
+
+    try:
+        services, purpose, jwt = _services(args)
+    except ValueError as error:  # ConfigError included: every problem, with its key
+        print(error, file=sys.stderr)
+        return 2
+    platform = LocalPlatform(services, args.run_dir, purpose=purpose, listen_port=args.port, jwt=jwt)
+    print(f"starting {len(services)} service(s): Envoy + azureml-inference-server-http on 127.0.0.1 ...", flush=True)
+    platform.start()
+    print(f"\nrouter      {platform.url}   (admin {platform.admin_url}, metrics http://127.0.0.1:{platform.metrics_port}/metrics)")
+    for service in services:
+        uri = f"{platform.url}/api/v1/service/{service.name}/score"
+        print(f"\nservice     {service.name}  ({service.auth_mode} auth, purpose {purpose})")
+        print(f"scoring URI {uri}")
+        print(f"swagger URI {platform.url}/api/v1/service/{service.name}/swagger.json")
+        keys = platform.keys.get(service.name, [])
+        for label, key in zip(("primary key", "secondary key"), keys):
+            print(f"{label:<11} {key}")
+        sample = service.folder / "sample-request.json"
+        body = f"@{sample}" if sample.exists() else json.dumps({"data": []})
+        header = f"-H {shlex.quote('Authorization: Bearer ' + keys[0])} " if keys else ""
+        print(f"try         curl -s {header}-H 'Content-Type: application/json' --data {shlex.quote(body)} {uri}")
+    print(f"\nlogs under {args.run_dir}; Ctrl-C stops everything.", flush=True)
+
+    stopped = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stopped.set())
+    stopped.wait()
+    print("stopping ...", flush=True)
+    platform.stop()
+    return 0

@@ -1,0 +1,207 @@
+"""Actuators: how a scaling decision becomes replicas.
+
+`LocalProcesses` runs each replica as a real azureml-inference-server-http process on
+127.0.0.1 and publishes ready replicas to Envoy as EDS endpoints. `KubernetesScaler`
+patches a Deployment's scale subresource. Both only act on a change.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Protocol
+
+from router.envoy import ConfigWriter
+from router.metrics import in_flight_per_host
+from router.net import LOOPBACK, free_port
+from router.spec import Endpoint, RouterSettings, ServiceRoute
+
+
+class Actuator(Protocol):
+    def ready_replicas(self, service: str) -> int: ...
+
+    def target(self, service: str) -> int: ...
+
+    def scale(self, service: str, replicas: int) -> None: ...
+
+
+@dataclass
+class Replica:
+    port: int
+    process: subprocess.Popen
+    ready: bool = False
+
+    @property
+    def endpoint(self) -> Endpoint:
+        return Endpoint(LOOPBACK, self.port)
+
+    def is_ready(self) -> bool:
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"http://{LOOPBACK}:{self.port}/", timeout=0.5) as response:
+                return response.status == 200
+        except OSError:
+            return False
+
+
+@dataclass
+class LocalService:
+    route: ServiceRoute  # endpoints filled from ready replicas
+    command: object  # callable(port) -> argv of one replica
+    replicas: list[Replica] = field(default_factory=list)
+    wanted: int = 0
+
+
+class LocalProcesses:
+    """Model replicas as local processes; Envoy learns about them through EDS files."""
+
+    def __init__(self, services: list[LocalService], writer: ConfigWriter, settings: RouterSettings, log_dir: Path):
+        self.services = {s.route.name: s for s in services}
+        self.writer = writer
+        self.settings = settings
+        self.log_dir = log_dir
+        self.lock = threading.RLock()
+        self.draining: list[threading.Thread] = []
+        log_dir.mkdir(parents=True, exist_ok=True)
+
+    # -- Actuator
+
+    def ready_replicas(self, service: str) -> int:
+        with self.lock:
+            return sum(r.ready for r in self.services[service].replicas)
+
+    def target(self, service: str) -> int:
+        return self.services[service].wanted
+
+    def scale(self, service: str, replicas: int) -> None:
+        with self.lock:
+            state = self.services[service]
+            state.wanted = replicas
+            while len(state.replicas) < replicas:
+                state.replicas.append(self._spawn(state))
+            surplus = state.replicas[replicas:]
+            if surplus:
+                state.replicas = state.replicas[:replicas]
+                self.publish()  # the router stops sending new requests first...
+                drain = threading.Thread(target=self._drain_and_stop, args=(state.route, surplus), daemon=True)
+                self.draining.append(drain)
+                drain.start()  # ...then in-flight requests finish, then the process stops
+
+    # -- lifecycle
+
+    def reconcile(self) -> bool:
+        """Publish replicas that became ready since the last call; True if Envoy's config changed."""
+        with self.lock:
+            newly_ready = False
+            for state in self.services.values():
+                for replica in state.replicas:
+                    if not replica.ready and replica.process.poll() is None and replica.is_ready():
+                        replica.ready = newly_ready = True
+            return self.publish() if newly_ready else False
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.reconcile()
+            with self.lock:
+                if all(r.ready for s in self.services.values() for r in s.replicas):
+                    return
+                dead = [r for s in self.services.values() for r in s.replicas if r.process.poll() is not None]
+            if dead:
+                raise RuntimeError(f"model server exited with {dead[0].process.returncode}; see {self.log_dir}")
+            time.sleep(0.1)
+        raise TimeoutError(f"model servers not ready after {timeout}s; see {self.log_dir}")
+
+    def routes(self) -> list[ServiceRoute]:
+        with self.lock:
+            return [
+                replace(s.route, endpoints=tuple(r.endpoint for r in s.replicas if r.ready)) for s in self.services.values()
+            ]
+
+    def publish(self) -> bool:
+        return bool(self.writer.write(self.routes(), self.settings))
+
+    def stop_all(self, timeout: float = 10.0) -> None:
+        with self.lock:
+            replicas = [r for s in self.services.values() for r in s.replicas]
+            for state in self.services.values():
+                state.replicas = []
+        for replica in replicas:
+            _signal(replica.process, signal.SIGTERM)
+        for replica in replicas:
+            _wait_or_kill(replica.process, timeout)
+        for drain in self.draining:
+            drain.join(timeout)
+
+    # -- internals
+
+    def _spawn(self, state: LocalService) -> Replica:
+        port = free_port()
+        log = open(self.log_dir / f"{state.route.name}-{port}.log", "ab")  # noqa: SIM115 - owned by the child
+        process = subprocess.Popen(state.command(port), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+        return Replica(port, process)
+
+    def _drain_and_stop(self, route: ServiceRoute, replicas: list[Replica]) -> None:
+        admin = f"http://{self.settings.admin_host}:{self.settings.admin_port}"
+        hosts = {str(r.endpoint) for r in replicas}
+        deadline = time.monotonic() + route.scoring_timeout_ms / 1000 + 5
+        while time.monotonic() < deadline:
+            try:
+                in_flight = in_flight_per_host(admin, route.cluster_name)
+            except OSError:
+                break
+            if not any(in_flight.get(host, 0) for host in hosts):
+                break
+            time.sleep(0.1)
+        for replica in replicas:
+            _signal(replica.process, signal.SIGTERM)  # gunicorn finishes what it holds, then exits
+        for replica in replicas:
+            _wait_or_kill(replica.process, 10)
+
+
+def _signal(process: subprocess.Popen, sig: int) -> None:
+    if process.poll() is None:
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+def _wait_or_kill(process: subprocess.Popen, timeout: float) -> None:
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        _signal(process, signal.SIGKILL)
+        process.wait(timeout)
+
+
+class KubernetesScaler:
+    """Patches `deployments/scale` (the router's only write permission on model namespaces)."""
+
+    def __init__(self, apps_api, deployments: dict[str, tuple[str, str]]):
+        self.apps = apps_api  # kubernetes.client.AppsV1Api
+        self.deployments = deployments  # service -> (namespace, deployment name)
+        self.targets: dict[str, int] = {}
+
+    def ready_replicas(self, service: str) -> int:
+        namespace, name = self.deployments[service]
+        scale = self.apps.read_namespaced_deployment_scale(name, namespace)
+        self.targets.setdefault(service, scale.spec.replicas or 0)
+        return scale.status.replicas or 0
+
+    def target(self, service: str) -> int:
+        return self.targets.get(service, 0)
+
+    def scale(self, service: str, replicas: int) -> None:
+        if self.targets.get(service) == replicas:
+            return
+        namespace, name = self.deployments[service]
+        self.apps.patch_namespaced_deployment_scale(name, namespace, {"spec": {"replicas": replicas}})
+        self.targets[service] = replicas

@@ -1,0 +1,83 @@
+"""The autoscaling decision, azureml-fe style: a pure function (samples and time in, replicas out).
+
+utilization = (busy replicas + queued requests) / replicas, where busy = in-flight / maxConcurrent.
+Desired = ceil((busy + queued) / target), clamped to [min, max]. Scale-up takes effect on the
+next tick (~1 s); scale-down only to the highest desired value of the last window (~60 s, the
+Knative "scale-down delay" rule), so a dip in traffic never drops replicas that a burst needs.
+No I/O here: metric collection and actuation live in router/metrics.py and router/actuators.py.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+EPSILON = 1e-9  # floating-point slack so exactly-on-target loads do not round up
+
+
+@dataclass(frozen=True)
+class AutoscaleSettings:
+    enabled: bool = True
+    min_replicas: int = 1
+    max_replicas: int = 10
+    target_utilization: float = 0.7  # fraction (v1's targetUtilization 70 -> 0.7)
+    refresh_seconds: float = 1.0
+    scale_down_window_seconds: float = 60.0
+    max_concurrent: int = 1  # maxConcurrentRequestsPerContainer
+    fixed_replicas: int = 1  # used when autoscaling is off (v1 numReplicas, or DevTest)
+
+
+@dataclass(frozen=True)
+class Sample:
+    """What the routers saw for one service at `time`, summed over every router replica."""
+
+    time: float
+    active: float  # requests on a replica (Envoy upstream_rq_active)
+    pending: float  # requests waiting for a replica slot (Envoy upstream_rq_pending_active)
+    ready_replicas: int
+
+
+@dataclass(frozen=True)
+class Decision:
+    desired: int
+    utilization: float
+    recommendations: tuple[tuple[float, int], ...]  # (time, raw desired) within the scale-down window
+
+
+def utilization(sample: Sample, settings: AutoscaleSettings) -> float:
+    busy = sample.active / settings.max_concurrent
+    return (busy + sample.pending) / max(1, sample.ready_replicas)
+
+
+def decide(sample: Sample, settings: AutoscaleSettings, previous: tuple[tuple[float, int], ...] = ()) -> Decision:
+    current = utilization(sample, settings)
+    if not settings.enabled:
+        return Decision(settings.fixed_replicas, current, ())
+    busy = sample.active / settings.max_concurrent
+    raw = math.ceil((busy + sample.pending) / settings.target_utilization - EPSILON)
+    raw = min(settings.max_replicas, max(settings.min_replicas, raw))
+    horizon = sample.time - settings.scale_down_window_seconds
+    window = tuple((t, d) for t, d in previous if t > horizon) + ((sample.time, raw),)
+    return Decision(max(d for _, d in window), current, window)
+
+
+def settings_for(service, purpose: str, scale_down_window_seconds: float = 60.0) -> AutoscaleSettings:
+    """Autoscaling for a v1 service (serving.v1.ModelService); off for DevTest clusters, as in Azure ML."""
+    enabled = service.autoscale_on and purpose != "DevTest"
+    return AutoscaleSettings(
+        enabled=enabled,
+        min_replicas=service.min_replicas,
+        max_replicas=service.max_replicas,
+        target_utilization=service.target_utilization,
+        refresh_seconds=service.refresh_seconds,
+        scale_down_window_seconds=scale_down_window_seconds,
+        max_concurrent=service.max_concurrent,
+        fixed_replicas=service.initial_replicas,
+    )
+
+
+def replicas_for_load(rps: float, seconds: float, utilization: float, concurrency: int) -> int:
+    """Azure ML v1's sizing formula: ceil(rps * request time / target utilization / concurrency)."""
+    if rps <= 0 or seconds <= 0 or not 0 < utilization <= 1 or concurrency < 1:
+        raise ValueError("need rps > 0, seconds > 0, 0 < utilization <= 1, concurrency >= 1")
+    return math.ceil(rps * seconds / utilization / concurrency - EPSILON)

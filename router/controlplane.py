@@ -1,0 +1,80 @@
+"""The control loop: every refresh tick, collect load from the routers, decide per service, actuate.
+
+The data plane does not depend on this loop: Envoy keeps serving the last config it
+loaded if the control plane stops or dies; only scaling and config changes pause.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from router.autoscaler import AutoscaleSettings, Decision, Sample, decide
+from router.metrics import Load, collect
+
+
+@dataclass
+class ManagedService:
+    name: str
+    cluster: str
+    settings: AutoscaleSettings
+
+
+class ControlPlane:
+    def __init__(
+        self,
+        services: list[ManagedService],
+        actuator,
+        admin_urls: list[str],
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        collector: Callable[[list[str]], dict[str, Load]] = collect,
+        registry: CollectorRegistry | None = None,
+        on_tick: Callable[[], object] | None = None,
+    ):
+        self.services = services
+        self.actuator = actuator
+        self.admin_urls = admin_urls
+        self.clock = clock
+        self.collector = collector
+        self.on_tick = on_tick
+        self.history: dict[str, tuple[tuple[float, int], ...]] = {s.name: () for s in services}
+        self.registry = registry or CollectorRegistry()
+        self.decisions = Counter("aksinf_scaling_decisions", "Scaling changes applied", ["service", "direction"], registry=self.registry)
+        self.desired = Gauge("aksinf_desired_replicas", "Replicas the autoscaler wants", ["service"], registry=self.registry)
+        self.actual = Gauge("aksinf_ready_replicas", "Replicas ready to serve", ["service"], registry=self.registry)
+        self.util = Gauge("aksinf_utilization", "(busy + queued) / replicas", ["service"], registry=self.registry)
+        self.tick_seconds = Gauge("aksinf_tick_seconds", "Duration of the last control-loop tick", registry=self.registry)
+
+    def tick(self) -> dict[str, Decision]:
+        started = time.perf_counter()
+        if self.on_tick:
+            self.on_tick()
+        loads = self.collector(self.admin_urls)
+        now = self.clock()
+        decisions = {}
+        for service in self.services:
+            load = loads.get(service.cluster, Load())
+            ready = self.actuator.ready_replicas(service.name)
+            decision = decide(Sample(now, load.active, load.pending, ready), service.settings, self.history[service.name])
+            self.history[service.name] = decision.recommendations
+            current = self.actuator.target(service.name)
+            if decision.desired != current:
+                self.actuator.scale(service.name, decision.desired)
+                self.decisions.labels(service.name, "up" if decision.desired > current else "down").inc()
+            self.desired.labels(service.name).set(decision.desired)
+            self.actual.labels(service.name).set(ready)
+            self.util.labels(service.name).set(decision.utilization)
+            decisions[service.name] = decision
+        self.tick_seconds.set(time.perf_counter() - started)
+        return decisions
+
+    def run(self, stop: threading.Event, refresh_seconds: float | None = None) -> None:
+        interval = refresh_seconds or min((s.settings.refresh_seconds for s in self.services), default=1.0)
+        while not stop.is_set():
+            self.tick()
+            stop.wait(interval)

