@@ -332,7 +332,21 @@ def _cluster(route: ServiceRoute, settings: RouterSettings) -> dict:
         "type": "EDS",
         "eds_cluster_config": {"eds_config": _path_source(settings.config_dir, eds_file(route))},
         "connect_timeout": "1s",
-        "lb_policy": "LEAST_REQUEST",
+        # Least request, scanning every replica: with one request per replica, the default two random
+        # choices would often queue behind a busy replica while another sits idle.
+        "load_balancing_policy": {
+            "policies": [
+                {
+                    "typed_extension_config": {
+                        "name": "envoy.load_balancing_policies.least_request",
+                        "typed_config": {
+                            "@type": T + "envoy.extensions.load_balancing_policies.least_request.v3.LeastRequest",
+                            "selection_method": "FULL_SCAN",
+                        },
+                    }
+                }
+            ]
+        },
         "circuit_breakers": {
             "thresholds": [
                 {

@@ -286,6 +286,9 @@ def test_services_come_and_go_without_restart(envoy_router, fake_model):
     assert score(router, "alpha").status_code == 404 and score(router, "beta").status_code == 200
     assert router.update(router.routes) == []  # unchanged: nothing written
     assert router.envoy.process.pid == pid and router.envoy.process.poll() is None
+    rejected = router.envoy.stats(r"update_rejected$")
+    assert rejected and not any(rejected.values()), rejected  # Envoy accepted every file it reloaded
+    assert router.envoy.stats(r"^cluster_manager\.cds\.update_success$")["cluster_manager.cds.update_success"] >= 3
 
 
 def test_access_log_is_json_with_request_id_and_replica(envoy_router, fake_model):
