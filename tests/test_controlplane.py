@@ -1,0 +1,133 @@
+"""Control-plane parts without a cluster: discovery contract, leader election, metrics over router replicas."""
+
+import base64
+
+import httpx
+
+from router.autoscaler import AutoscaleSettings
+from router.discovery import MODEL_SERVICE_LABEL, SERVICE_NAME_LABEL, annotations_for, discover
+from router.leader import Conflict, Lease, LeaderElector
+from router.metrics import collect, parse_stats
+from router.net import free_port
+from router.spec import Endpoint, ServiceRoute
+from tests.fixtures_router import with_endpoints
+
+AUTOSCALE = AutoscaleSettings(min_replicas=2, max_replicas=5, target_utilization=0.6, refresh_seconds=1, max_concurrent=2, fixed_replicas=2)
+
+
+def _service(name="diabetes", namespace="models", labelled=True):
+    return {
+        "metadata": {
+            "name": f"{name}-svc",
+            "namespace": namespace,
+            "labels": {MODEL_SERVICE_LABEL: "true"} if labelled else {},
+            "annotations": annotations_for(
+                name=name, auth="key", keys_secret=f"{name}-keys", scoring_timeout_ms=5000, max_concurrent=2,
+                max_queue_wait_ms=800, deployment=f"{name}-deploy", autoscale=AUTOSCALE,
+            ),
+        }
+    }
+
+
+def test_discovery_reads_the_contract():
+    slice_ = {
+        "metadata": {"name": "diabetes-svc-abc", "namespace": "models", "labels": {SERVICE_NAME_LABEL: "diabetes-svc"}},
+        "ports": [{"name": "http", "port": 5001}, {"name": "metrics", "port": 9000}],
+        "endpoints": [
+            {"addresses": ["10.244.1.7"], "conditions": {"ready": True}},
+            {"addresses": ["10.244.2.9"], "conditions": {"ready": False}},  # not ready: not routed
+        ],
+    }
+    secret = {
+        "metadata": {"name": "diabetes-keys", "namespace": "models"},
+        "data": {"primaryKey": base64.b64encode(b"p" * 32).decode(), "secondaryKey": base64.b64encode(b"s" * 32).decode()},
+    }
+    found = discover([_service(), _service("other", labelled=False)], [slice_], [secret])
+    assert len(found) == 1
+    route = found[0].route
+    assert route == ServiceRoute("diabetes", "models", "key", ("p" * 32, "s" * 32), 5000, 2, 800, (Endpoint("10.244.1.7", 5001),))
+    assert found[0].deployment == "diabetes-deploy"
+    assert found[0].autoscale == AUTOSCALE
+
+
+class FakeLeases:
+    def __init__(self):
+        self.lease = None
+        self.version = 0
+
+    def get(self):
+        return self.lease
+
+    def create(self, lease):
+        if self.lease is not None:
+            raise Conflict()
+        return self._store(lease)
+
+    def replace(self, lease):
+        if self.lease is None or lease.version != self.lease.version:
+            raise Conflict()
+        return self._store(lease)
+
+    def _store(self, lease):
+        self.version += 1
+        self.lease = Lease(lease.holder, lease.renew_time, lease.duration_seconds, lease.transitions, str(self.version))
+        return self.lease
+
+
+def test_one_leader_renews_and_a_peer_takes_over_after_expiry():
+    now = [1000.0]
+    api = FakeLeases()
+    a = LeaderElector("router-a", api, lambda: now[0], duration_seconds=15)
+    b = LeaderElector("router-b", api, lambda: now[0], duration_seconds=15)
+    assert a.try_acquire_or_renew() is True
+    assert b.try_acquire_or_renew() is False
+    now[0] += 10
+    assert a.try_acquire_or_renew() is True  # renewed
+    now[0] += 14
+    assert b.try_acquire_or_renew() is False  # a renewed 14 s ago: still valid
+    now[0] += 2
+    assert b.try_acquire_or_renew() is True  # expired: b takes over
+    assert api.lease.holder == "router-b" and api.lease.transitions == 1
+    assert a.try_acquire_or_renew() is False
+
+
+def test_a_conflicting_write_means_not_leader():
+    class Racing(FakeLeases):
+        def replace(self, lease):
+            raise Conflict()  # another replica wrote the Lease between our read and our write
+
+    api = Racing()
+    api.create(Lease("router-a", 0.0, 15))
+    assert LeaderElector("router-b", api, lambda: 100.0).try_acquire_or_renew() is False
+
+
+def test_parse_stats():
+    payload = {"stats": [
+        {"name": "cluster.model-models-a.upstream_rq_active", "value": 3},
+        {"name": "cluster.model-models-a.upstream_rq_pending_active", "value": 2},
+        {"name": "cluster.model-models-b.upstream_rq_active", "value": 1},
+    ]}
+    assert parse_stats(payload) == {"model-models-a": (3.0, 2.0), "model-models-b": (1.0, 0.0)}
+
+
+def test_metrics_are_summed_over_router_replicas(envoy_router, fake_model):
+    import threading
+    import time
+
+    slow = fake_model(delay=1.5)
+    route = with_endpoints(ServiceRoute("alpha", auth="none", max_queue_wait_ms=5000, latency_ms=1000), slow)
+    first, second = envoy_router([route]), envoy_router([route])
+    threads = [
+        threading.Thread(target=lambda url=router.url: httpx.post(f"{url}/api/v1/service/alpha/score", content=b"{}", timeout=10))
+        for router in (first, second, second)
+    ]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.5)
+    dead = f"http://127.0.0.1:{free_port()}"  # a router replica that is down is skipped
+    load = collect([f"http://127.0.0.1:{first.settings.admin_port}", f"http://127.0.0.1:{second.settings.admin_port}", dead])
+    for thread in threads:
+        thread.join()
+    alpha = load["model-models-alpha"]
+    # One replica slot (per router): 1 active on each router, 1 queued on the second.
+    assert (alpha.active, alpha.pending, alpha.routers_seen) == (2.0, 1.0, 2)
