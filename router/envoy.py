@@ -4,9 +4,13 @@ Layout of the config directory (Envoy watches it; only a rename triggers a reloa
   bootstrap.yaml      static: admin on 127.0.0.1, LDS + CDS from files below
   lds.yaml            the listener: body_size_limit -> jwt_authn -> api_key_auth -> router
   rds.yaml            routes, one prefix per service: /api/v1/service/<name>/ (rewritten to /)
-  cds.yaml            one EDS cluster per service: model-<namespace>-<name>
-  eds-<cluster>.yaml  the ready replicas of that service
+  cds.yaml            one cluster per service, model-<namespace>-<name>, with its ready replicas
   sds-tls.yaml        the TLS certificate (rotates without restart)
+
+Endpoints are inline in CDS rather than file-based EDS: every file subscription holds an
+inotify instance, and with the usual limit of 128 per user Envoy stops loading config
+beyond ~120 services (measured; bench/router.py). A CDS update replaces only the
+clusters whose replicas changed; in-flight requests finish on the old cluster object.
 
 The autoscaler reads, per service cluster, from every router replica's admin endpoint
   GET /stats?format=json&filter=^cluster\\.model-.*\\.upstream_rq_(active|pending_active)$
@@ -58,14 +62,12 @@ ERROR_BODY = {
 
 
 def _path_source(config_dir: Path, file_name: str) -> dict:
+    path = config_dir / file_name
     return {
         "resource_api_version": "V3",
-        "path_config_source": {"path": str(config_dir / file_name), "watched_directory": {"path": str(config_dir)}},
+        "path_config_source": {"path": str(path), "watched_directory": {"path": str(path.parent)}},
     }
 
-
-def eds_file(route: ServiceRoute) -> str:
-    return f"eds-{route.cluster_name}.yaml"
 
 
 # --------------------------------------------------------------------------- bootstrap
@@ -329,8 +331,8 @@ def _cluster(route: ServiceRoute, settings: RouterSettings) -> dict:
     return {
         "@type": T + "envoy.config.cluster.v3.Cluster",
         "name": route.cluster_name,
-        "type": "EDS",
-        "eds_cluster_config": {"eds_config": _path_source(settings.config_dir, eds_file(route))},
+        "type": "STATIC",
+        "load_assignment": render_endpoints(route),
         "connect_timeout": "1s",
         # Least request, scanning every replica: with one request per replica, the default two random
         # choices would often queue behind a busy replica while another sits idle.
@@ -399,20 +401,15 @@ def _jwks_cluster(settings: RouterSettings) -> dict | None:
 
 def render_endpoints(route: ServiceRoute) -> dict:
     return {
-        "resources": [
+        "cluster_name": route.cluster_name,
+        "endpoints": [
             {
-                "@type": T + "envoy.config.endpoint.v3.ClusterLoadAssignment",
-                "cluster_name": route.cluster_name,
-                "endpoints": [
-                    {
-                        "lb_endpoints": [
-                            {"endpoint": {"address": {"socket_address": {"address": e.host, "port_value": e.port}}}}
-                            for e in sorted(route.endpoints)
-                        ]
-                    }
-                ],
+                "lb_endpoints": [
+                    {"endpoint": {"address": {"socket_address": {"address": e.host, "port_value": e.port}}}}
+                    for e in sorted(route.endpoints)
+                ]
             }
-        ]
+        ],
     }
 
 
@@ -425,8 +422,7 @@ def render_clusters(routes: Iterable[ServiceRoute], settings: RouterSettings) ->
 def render_dynamic(routes: Iterable[ServiceRoute], settings: RouterSettings) -> dict[str, dict]:
     """Every dynamic file: name -> document (deterministic for the same inputs)."""
     routes = list(routes)
-    files = {eds_file(r): render_endpoints(r) for r in routes}
-    files["cds.yaml"] = render_clusters(routes, settings)
+    files = {"cds.yaml": render_clusters(routes, settings)}
     files["rds.yaml"] = render_routes(routes, settings)
     files["lds.yaml"] = {"resources": [_listener(settings)]}
     if settings.tls:
@@ -460,20 +456,13 @@ class ConfigWriter:
     def write(self, routes: Iterable[ServiceRoute], settings: RouterSettings) -> list[str]:
         """Apply a desired state; returns the file names that changed, in write order."""
         files = render_dynamic(routes, settings)
-        existing_eds = {p.name for p in self.config_dir.glob("eds-*.yaml")}
-        removed_eds = sorted(existing_eds - set(files))
         new_clusters = {r["name"] for r in files["cds.yaml"]["resources"]}
         old_clusters = self._cluster_names()
         removing = bool(old_clusters - new_clusters)
-        order = sorted(n for n in files if n.startswith("eds-"))
-        if "sds-tls.yaml" in files:
-            order.insert(0, "sds-tls.yaml")
+        order = ["sds-tls.yaml"] if "sds-tls.yaml" in files else []
         order += ["rds.yaml", "cds.yaml"] if removing else ["cds.yaml", "rds.yaml"]
         order.append("lds.yaml")
-        changed = [name for name in order if self._replace(self.config_dir / name, _dump(files[name]))]
-        for name in removed_eds:  # after CDS dropped the clusters that read them
-            (self.config_dir / name).unlink()
-        return changed + [f"-{name}" for name in removed_eds]
+        return [name for name in order if self._replace(self.config_dir / name, _dump(files[name]))]
 
     def _cluster_names(self) -> set[str]:
         path = self.config_dir / "cds.yaml"
@@ -484,7 +473,8 @@ class ConfigWriter:
     def _replace(self, path: Path, text: str) -> bool:
         if path.exists() and path.read_text() == text:
             return False
-        fd, tmp = tempfile.mkstemp(dir=self.config_dir, prefix=f".{path.name}.", suffix=".tmp")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "w") as handle:
             handle.write(text)
         os.rename(tmp, path)
@@ -506,7 +496,7 @@ def static_equivalent(files: dict[str, dict], settings: RouterSettings) -> dict:
 
     `envoy --mode validate` does not open file-based xDS sources, so to validate what
     Envoy will load we inline every dynamic resource: the routes into the listener,
-    the endpoints into their clusters, the TLS secret into static secrets.
+    the TLS secret into static secrets.
     """
     files = copy.deepcopy(files)
     bootstrap = render_bootstrap(settings)
@@ -524,15 +514,7 @@ def static_equivalent(files: dict[str, dict], settings: RouterSettings) -> dict:
             if socket:
                 for sds in socket["typed_config"]["common_tls_context"]["tls_certificate_sds_secret_configs"]:
                     sds.pop("sds_config", None)
-    clusters = []
-    for resource in files["cds.yaml"]["resources"]:
-        cluster = strip(resource)
-        if cluster.get("type") == "EDS":
-            assignment = strip(files[f"eds-{cluster['name']}.yaml"]["resources"][0])
-            cluster.pop("eds_cluster_config")
-            cluster["type"] = "STATIC"
-            cluster["load_assignment"] = assignment
-        clusters.append(cluster)
+    clusters = [strip(resource) for resource in files["cds.yaml"]["resources"]]
     bootstrap["static_resources"] = {"listeners": listeners, "clusters": clusters}
     if "sds-tls.yaml" in files:
         bootstrap["static_resources"]["secrets"] = [strip(r) for r in files["sds-tls.yaml"]["resources"]]
