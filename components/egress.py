@@ -94,6 +94,12 @@ def egress_allowlist(config: StackConfig, registry_login_server: str) -> list[Eg
     for server in config.network.dns_servers:
         rules.append(EgressRule("networkAddress", server, "UDP", 53, "custom DNS servers"))
         rules.append(EgressRule("networkAddress", server, "TCP", 53, "custom DNS servers (TCP fallback)"))
+    if config.auth:
+        from urllib.parse import urlparse
+
+        authority = urlparse(config.auth.authority)
+        if authority.scheme == "https":
+            rules.append(EgressRule("fqdn", authority.hostname, "Https", 443, "token auth: the tenant's JWKS (aks-inference:auth)"))
     rules += [EgressRule("fqdn", fqdn, "Https", 443, "egress.extraFqdns") for fqdn in config.egress.extra_fqdns]
     unique = {(r.kind, r.destination, r.protocol, r.port): r for r in rules}
     return sorted(unique.values())
