@@ -131,3 +131,28 @@ def test_metrics_are_summed_over_router_replicas(envoy_router, fake_model):
     alpha = load["model-models-alpha"]
     # One replica slot (per router): 1 active on each router, 1 queued on the second.
     assert (alpha.active, alpha.pending, alpha.routers_seen) == (2.0, 1.0, 2)
+
+
+def test_kubernetes_scaler_patches_the_scale_subresource_only_on_change():
+    from types import SimpleNamespace
+
+    from router.actuators import KubernetesScaler
+
+    class FakeApps:
+        def __init__(self):
+            self.patches = []
+
+        def read_namespaced_deployment_scale(self, name, namespace):
+            return SimpleNamespace(spec=SimpleNamespace(replicas=2), status=SimpleNamespace(replicas=2))
+
+        def patch_namespaced_deployment_scale(self, name, namespace, body):
+            self.patches.append((namespace, name, body))
+
+    apps = FakeApps()
+    scaler = KubernetesScaler(apps, {"diabetes": ("models", "diabetes")})
+    assert scaler.ready_replicas("diabetes") == 2 and scaler.target("diabetes") == 2
+    scaler.scale("diabetes", 2)
+    assert apps.patches == []
+    scaler.scale("diabetes", 4)
+    scaler.scale("diabetes", 4)
+    assert apps.patches == [("models", "diabetes", {"spec": {"replicas": 4}})]

@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from router.local import LocalPlatform
+from router.metrics import in_flight_per_host
 from router.net import free_port
 from serving.v1 import load_service
 
@@ -104,14 +105,15 @@ def test_load_scales_up_within_seconds_and_back_down_after_the_window(slow_servi
         assert 'aksinf_scaling_decisions_total{direction="up",service="slow"}' in metrics
 
 
-def test_control_plane_death_and_scale_down_lose_no_request(slow_service, tmp_path):
+def test_scale_down_drains_in_flight_requests(slow_service, tmp_path):
     service = slow_service(delay=0.5, max_replicas=3)
     with LocalPlatform([service], tmp_path / "run", listen_port=free_port(), scale_down_window_seconds=60) as platform:
         url = f"{platform.url}/api/v1/service/slow/score"
-        platform.stop_control_plane()  # no autoscaling from here on; we drive the actuator directly
+        platform.stop_control_plane()  # we drive the actuator directly
         platform.actuator.scale("slow", 3)
-        _wait(lambda: platform.actuator.reconcile() or platform.actuator.ready_replicas("slow") == 3, timeout=30)
-        time.sleep(0.5)
+        _wait(lambda: [platform.actuator.reconcile(), platform.actuator.ready_replicas("slow")][1] == 3, timeout=30)
+        cluster = platform.actuator.routes()[0].cluster_name
+        _wait(lambda: len(in_flight_per_host(platform.admin_url, cluster)) == 3, timeout=10)  # Envoy loaded all three
         # Three requests in flight, one per replica; then scale down to one while they run.
         with ThreadPoolExecutor(3) as pool:
             in_flight = [pool.submit(httpx.post, url, content=b"{}", timeout=15) for _ in range(3)]
@@ -124,8 +126,20 @@ def test_control_plane_death_and_scale_down_lose_no_request(slow_service, tmp_pa
         removed = [p for p in os.listdir(tmp_path / "run" / "logs")]
         assert len(removed) == 3
         assert platform.actuator.ready_replicas("slow") == 1
-        # With the control plane gone, the data plane keeps serving on the last config.
-        assert set(_load(url, clients=1, seconds=2, max_requests=10)) == {200}
+
+
+def test_killing_the_control_plane_mid_load_fails_no_request(slow_service, tmp_path):
+    service = slow_service(delay=0.1, max_replicas=3)
+    with LocalPlatform([service], tmp_path / "run", listen_port=free_port(), scale_down_window_seconds=60) as platform:
+        url = f"{platform.url}/api/v1/service/slow/score"
+        result: dict = {}
+        loader = threading.Thread(target=lambda: result.update(statuses=_load(url, clients=1, seconds=3, max_requests=100)))
+        loader.start()
+        time.sleep(1)
+        platform.stop_control_plane()  # mid-load: Envoy keeps serving the last config it loaded
+        assert not platform.loop.is_alive()
+        loader.join()
+        assert result["statuses"] and set(result["statuses"]) == {200}
 
 
 def test_aksinf_serve_answers_with_the_printed_key_and_leaves_nothing(tmp_path):
@@ -163,3 +177,14 @@ def test_aksinf_serve_answers_with_the_printed_key_and_leaves_nothing(tmp_path):
     for busy in [port, *replica_ports]:
         with socket.socket() as probe:
             assert probe.connect_ex(("127.0.0.1", busy)) != 0, f"port {busy} still served after exit"
+
+
+def test_serve_reads_a_stacks_models():
+    import argparse
+
+    from aksinf.serve import _services
+
+    services, purpose, jwt = _services(argparse.Namespace(stack="dev", purpose=None))
+    assert [s.name for s in services] == ["diabetes"] and purpose == "DevTest" and jwt is None
+    with pytest.raises(ValueError, match="no aks-inference:models"):
+        _services(argparse.Namespace(stack="prod", purpose=None))
