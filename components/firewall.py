@@ -106,42 +106,14 @@ class Egress(pulumi.ComponentResource):
                 tags=tags,
                 opts=child,
             )
-            network_group = network.FirewallPolicyRuleCollectionGroup(
-                f"{name}-network-rules",
-                rule_collection_group_name="aks-network",
-                firewall_policy_name=policy.name,
-                resource_group_name=args.resource_group_name,
-                priority=NETWORK_RULES_PRIORITY,
-                # Typed Args: plain dicts inside this polymorphic list would reach Azure in snake_case.
-                rule_collections=[
-                    network.FirewallPolicyFilterRuleCollectionArgs(
-                        rule_collection_type="FirewallPolicyFilterRuleCollection",
-                        name="aks-network",
-                        priority=NETWORK_RULES_PRIORITY,
-                        action=network.FirewallPolicyFilterRuleCollectionActionArgs(type="Allow"),
-                        rules=network_rules(args.allowlist, sources),
-                    )
-                ],
-                opts=child,
+            network_group = self._allow_group(
+                f"{name}-network-rules", "aks-network", NETWORK_RULES_PRIORITY, policy, args,
+                network_rules(args.allowlist, sources), after=None,
             )
             # Groups on one policy are written one after the other: concurrent PUTs fail.
-            application_group = network.FirewallPolicyRuleCollectionGroup(
-                f"{name}-application-rules",
-                rule_collection_group_name="aks-application",
-                firewall_policy_name=policy.name,
-                resource_group_name=args.resource_group_name,
-                priority=APPLICATION_RULES_PRIORITY,
-                # Typed Args: plain dicts inside this polymorphic list would reach Azure in snake_case.
-                rule_collections=[
-                    network.FirewallPolicyFilterRuleCollectionArgs(
-                        rule_collection_type="FirewallPolicyFilterRuleCollection",
-                        name="aks-application",
-                        priority=APPLICATION_RULES_PRIORITY,
-                        action=network.FirewallPolicyFilterRuleCollectionActionArgs(type="Allow"),
-                        rules=application_rules(args.allowlist, sources),
-                    )
-                ],
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[network_group]),
+            application_group = self._allow_group(
+                f"{name}-application-rules", "aks-application", APPLICATION_RULES_PRIORITY, policy, args,
+                application_rules(args.allowlist, sources), after=network_group,
             )
             self.firewall = network.AzureFirewall(
                 f"{name}-firewall",
@@ -180,3 +152,23 @@ class Egress(pulumi.ComponentResource):
             opts=child,
         )
         self.register_outputs({"nextHopIp": next_hop})
+
+    def _allow_group(self, resource_name, group, priority, policy, args, rules, after):
+        return network.FirewallPolicyRuleCollectionGroup(
+            resource_name,
+            rule_collection_group_name=group,
+            firewall_policy_name=policy.name,
+            resource_group_name=args.resource_group_name,
+            priority=priority,
+            # Typed Args: plain dicts inside this polymorphic list would reach Azure in snake_case.
+            rule_collections=[
+                network.FirewallPolicyFilterRuleCollectionArgs(
+                    rule_collection_type="FirewallPolicyFilterRuleCollection",
+                    name=group,
+                    priority=priority,
+                    action=network.FirewallPolicyFilterRuleCollectionActionArgs(type="Allow"),
+                    rules=rules,
+                )
+            ],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[after] if after else None),
+        )
