@@ -52,6 +52,11 @@ DEFAULT_SCORING_TIMEOUT_MS = 60_000
 V1_WORKER_TIMEOUT_SECONDS = 300
 
 
+def worker_timeout_seconds(scoring_timeout_ms: int) -> int:
+    """gunicorn's hard kill must come after the scoring timeout, or long allowed requests get dropped."""
+    return max(V1_WORKER_TIMEOUT_SECONDS, math.ceil(scoring_timeout_ms / 1000) + 5)
+
+
 def command(
     entry_script: str | os.PathLike[str],
     model_dir: str | os.PathLike[str],
@@ -115,7 +120,7 @@ def server_environment(args: argparse.Namespace) -> dict[str, str]:
     """The v1 container environment for these arguments."""
     entry_script = args.entry_script.resolve()
     source_dir = (args.source_dir or entry_script.parent).resolve()
-    worker_timeout = max(V1_WORKER_TIMEOUT_SECONDS, math.ceil(args.scoring_timeout_ms / 1000) + 5)
+    worker_timeout = worker_timeout_seconds(args.scoring_timeout_ms)
     return {
         "AZUREML_MODEL_DIR": str(args.model_dir.resolve()),
         "AZUREML_ENTRY_SCRIPT": str(entry_script),

@@ -1,0 +1,135 @@
+"""Content-hashed images, like Azure ML v1's: an environment image shared by every service with the
+same environment, and a service image per service on top of it.
+
+environment tag = hash(base image, extra Docker steps, conda file or environment spec, server version)
+service tag     = hash(environment tag, every included file's relative path and bytes)
+
+Tags are 20 hex characters (80 bits): collision-free in practice for any registry, short to read.
+No Docker engine is needed to compute them; build contexts are laid out as plain files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from string import Template
+
+from serving.hashing import IgnoreRules, StatCache, included_files
+
+TAG_LENGTH = 20
+SERVER_VERSION = "1.5.1"  # azureml-inference-server-http, as pinned in requirements.lock
+DEFAULT_BASE_IMAGE = "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04:latest"
+TEMPLATES = Path(__file__).resolve().parent
+ENVIRONMENT_REPOSITORY = "aksinf/environment"
+
+
+def _tag(payload: dict) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:TAG_LENGTH]
+
+
+@dataclass(frozen=True)
+class EnvironmentSpec:
+    base_image: str
+    extra_docker_steps: str
+    conda: bytes  # the conda file's bytes, or a canonical environment spec
+
+    @property
+    def tag(self) -> str:
+        return _tag({
+            "base": self.base_image,
+            "steps": self.extra_docker_steps,
+            "conda": hashlib.sha256(self.conda).hexdigest(),
+            "server": SERVER_VERSION,
+        })
+
+    def dockerfile(self) -> str:
+        return Template((TEMPLATES / "Dockerfile.environment").read_text()).substitute(
+            base_image=self.base_image, server_version=SERVER_VERSION, extra_docker_steps=self.extra_docker_steps
+        )
+
+    def write_context(self, directory: Path) -> Path:
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "Dockerfile").write_text(self.dockerfile())
+        (directory / "conda.yml").write_bytes(self.conda)
+        return directory
+
+
+@dataclass(frozen=True)
+class ServiceImage:
+    name: str
+    environment: EnvironmentSpec
+    source_dir: Path
+    entry_script: str  # relative to source_dir
+    model_dir: Path
+    source_files: tuple[str, ...]
+    model_files: tuple[str, ...]
+    digests: tuple[tuple[str, str], ...]  # (context path, sha256) for every file
+
+    @property
+    def repository(self) -> str:
+        return f"aksinf/{self.name}"
+
+    @property
+    def tag(self) -> str:
+        return _tag({"environment": self.environment.tag, "files": list(self.digests)})
+
+    def dockerfile(self, environment_image: str) -> str:
+        return Template((TEMPLATES / "Dockerfile.service").read_text()).substitute(
+            environment_image=environment_image,
+            source_dir_name=self.source_dir.name,
+            entry_script=self.entry_script,
+            service=self.name,
+        )
+
+    def write_context(self, directory: Path, environment_image: str) -> Path:
+        """Dockerfile + app/ (source, ignore rules applied) + models/: exactly the hashed files."""
+        if directory.exists():
+            shutil.rmtree(directory)
+        for rel in self.source_files:
+            _copy(self.source_dir / rel, directory / "app" / rel)
+        for rel in self.model_files:
+            _copy(self.model_dir / rel, directory / "models" / rel)
+        (directory / "models").mkdir(parents=True, exist_ok=True)
+        (directory / "Dockerfile").write_text(self.dockerfile(environment_image))
+        return directory
+
+
+def _copy(source: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(source, target)
+
+
+def environment_for(service) -> EnvironmentSpec:
+    """The environment of a v1 service (serving.v1.ModelService)."""
+    inference = service.inference
+    if inference.environment is not None:
+        conda = json.dumps(inference.environment, sort_keys=True).encode()
+    else:
+        conda = service.conda_file.read_bytes() if service.conda_file else b"dependencies: []\n"
+    base = inference.base_image or DEFAULT_BASE_IMAGE
+    if inference.base_image_registry and inference.base_image_registry.address:
+        base = f"{inference.base_image_registry.address}/{base}"
+    # v1's extraDockerfileSteps names a file of Dockerfile lines, relative to the source directory.
+    steps = (service.source_dir / inference.dockerfile_steps).read_text() if inference.dockerfile_steps else ""
+    return EnvironmentSpec(base, steps.strip(), conda)
+
+
+def service_image(service, cache: StatCache | None = None) -> ServiceImage:
+    cache = cache or StatCache()
+    source_dir = service.source_dir
+    model_dir = service.model_dir
+    rules = IgnoreRules.for_folder(source_dir)
+    source = [
+        rel for rel in included_files(source_dir, rules)
+        if not (source_dir / rel).resolve().is_relative_to(model_dir.resolve())  # models travel separately
+    ]
+    models = included_files(model_dir, IgnoreRules([]))
+    digests = tuple(
+        [(f"app/{rel}", cache.digest(source_dir / rel)) for rel in source]
+        + [(f"models/{rel}", cache.digest(model_dir / rel)) for rel in models]
+    )
+    entry = service.entry_script.resolve().relative_to(source_dir.resolve()).as_posix()
+    return ServiceImage(service.name, environment_for(service), source_dir, entry, model_dir, tuple(source), tuple(models), digests)

@@ -1,0 +1,157 @@
+"""Content-hashed image tags and build contexts (no Docker engine: contexts are checked as files)."""
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from serving.hashing import IgnoreRules, StatCache, included_files
+from serving.images import ServiceImage, environment_for, service_image
+from serving.v1 import load_service
+
+SAMPLE = Path(__file__).resolve().parent.parent / "examples" / "models" / "diabetes"
+
+
+@pytest.fixture
+def service_dir(tmp_path):
+    folder = tmp_path / "svc"
+    shutil.copytree(SAMPLE, folder)
+    old = time.time() - 3600  # outside the racy window, so the cache may keep entries
+    for path in folder.rglob("*"):
+        os.utime(path, (old, old))
+    return folder
+
+
+def tags(folder, cache=None):
+    image = service_image(load_service(folder, "diabetes"), cache)
+    return image.environment.tag, image.tag
+
+
+def _touch_content(path: Path, data: bytes) -> None:
+    path.write_bytes(data)
+    old = time.time() - 3600
+    os.utime(path, (old, old))
+
+
+def test_same_content_same_tags_across_copies(service_dir, tmp_path):
+    other = tmp_path / "copy"
+    shutil.copytree(service_dir, other)
+    assert tags(service_dir) == tags(other)
+    assert len(tags(service_dir)[1]) == 20
+
+
+def test_ignored_file_changes_nothing(service_dir):
+    before = tags(service_dir)
+    (service_dir / "train.py").write_text("# edited\n")  # listed in the sample's .amlignore
+    (service_dir / ".ipynb_checkpoints").mkdir()
+    (service_dir / ".ipynb_checkpoints" / "n.ipynb").write_text("{}")
+    (service_dir / "__pycache__").mkdir()
+    (service_dir / "__pycache__" / "x.pyc").write_bytes(b"x")
+    assert tags(service_dir) == before
+
+
+def test_conda_change_changes_both_tags(service_dir):
+    env, svc = tags(service_dir)
+    (service_dir / "conda.yml").write_text((service_dir / "conda.yml").read_text() + "  - pip:\n    - requests==2.32.3\n")
+    new_env, new_svc = tags(service_dir)
+    assert new_env != env and new_svc != svc
+
+
+def test_model_byte_change_changes_only_the_service_tag(service_dir):
+    env, svc = tags(service_dir)
+    model = next((service_dir / "model").glob("*.pkl"))
+    data = bytearray(model.read_bytes())
+    data[-1] ^= 0xFF
+    _touch_content(model, bytes(data))
+    assert tags(service_dir) == (env, tags(service_dir)[1]) and tags(service_dir)[1] != svc
+
+
+def test_base_image_and_docker_steps_change_the_environment(service_dir):
+    env, _ = tags(service_dir)
+    config = json.loads((service_dir / "inferenceconfig.json").read_text())
+    (service_dir / "steps.docker").write_text("RUN apt-get update && apt-get install -y libgomp1\n")
+    config["extraDockerfileSteps"] = "steps.docker"
+    (service_dir / "inferenceconfig.json").write_text(json.dumps(config))
+    with_steps, _ = tags(service_dir)
+    config["baseImage"] = "mcr.microsoft.com/azureml/minimal-ubuntu22.04-py39-cpu-inference:latest"
+    (service_dir / "inferenceconfig.json").write_text(json.dumps(config))
+    with_base, _ = tags(service_dir)
+    assert len({env, with_steps, with_base}) == 3
+
+
+def test_amlignore_beats_gitignore_and_gitignore_is_the_fallback(tmp_path):
+    (tmp_path / "keep.py").write_text("x")
+    (tmp_path / "data.csv").write_text("x")
+    (tmp_path / ".gitignore").write_text("*.py\n")
+    (tmp_path / ".amlignore").write_text("*.csv\n")
+    assert "keep.py" in included_files(tmp_path) and "data.csv" not in included_files(tmp_path)
+    (tmp_path / ".amlignore").unlink()
+    assert "keep.py" not in included_files(tmp_path) and "data.csv" in included_files(tmp_path)
+
+
+def test_ignore_semantics():
+    rules = IgnoreRules(["# comment", "*.log", "!keep.log", "build/", "/top.txt", "docs/*.md"])
+    assert rules.ignored("a/b/x.log", False) and not rules.ignored("a/keep.log", False)
+    assert rules.ignored("build", True) and not rules.ignored("build", False)  # dir/ only matches directories
+    assert rules.ignored("top.txt", False) and not rules.ignored("sub/top.txt", False)  # anchored
+    assert rules.ignored("docs/a.md", False) and not rules.ignored("other/a.md", False)
+
+
+def test_build_contexts_hold_exactly_the_hashed_files(service_dir, tmp_path):
+    service = load_service(service_dir, "diabetes")
+    image = service_image(service)
+    environment = image.environment.write_context(tmp_path / "env")
+    assert sorted(p.name for p in environment.iterdir()) == ["Dockerfile", "conda.yml"]
+    env_dockerfile = (environment / "Dockerfile").read_text()
+    assert "azureml-inference-server-http==1.5.1" in env_dockerfile and "useradd --uid 1000" in env_dockerfile
+    context = image.write_context(tmp_path / "svc-ctx", f"acr.example/aksinf/environment:{image.environment.tag}")
+    files = sorted(p.relative_to(context).as_posix() for p in context.rglob("*") if p.is_file())
+    assert files == sorted(["Dockerfile", *(d[0] for d in image.digests)])
+    assert not any(f.endswith(("train.py", ".pyc")) for f in files)
+    dockerfile = (context / "Dockerfile").read_text()
+    assert f"FROM acr.example/aksinf/environment:{image.environment.tag}" in dockerfile
+    assert "USER 1000:1000" in dockerfile and "EXPOSE 5001" in dockerfile
+    assert "AZUREML_ENTRY_SCRIPT=svc/score.py" in dockerfile
+    assert "AZUREML_MODEL_DIR=/var/azureml-app/azureml-models/diabetes" in dockerfile
+    assert environment_for(service).tag == image.environment.tag
+
+
+def test_cache_skips_reading_an_unchanged_large_file_and_never_hides_a_change(tmp_path):
+    big = tmp_path / "model.bin"
+    with open(big, "wb") as handle:  # sparse 1 GiB: no disk or CPU spent making it
+        handle.truncate(1 << 30)
+    old = time.time() - 3600
+    os.utime(big, (old, old))
+    cache_file = tmp_path / "cache.json"
+    first = StatCache(cache_file)
+    digest = first.digest(big)
+    first.save()
+    warm = StatCache(cache_file)
+    assert warm.digest(big) == digest and warm.reads == 0  # answered from the cache, file not read
+
+    os.utime(big, None)  # touched, same bytes: re-hashed, same digest
+    touched = StatCache(cache_file)
+    assert touched.digest(big) == digest and touched.reads == 1
+
+    small = tmp_path / "weights.bin"
+    small.write_bytes(b"a" * 64)
+    os.utime(small, (old, old))
+    cache = StatCache(cache_file)
+    before = cache.digest(small)
+    stat = small.stat()
+    small.write_bytes(b"b" * 64)  # same size, then the old mtime put back: only ctime tells
+    os.utime(small, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert cache.digest(small) != before
+
+
+def test_services_with_the_same_environment_share_it(service_dir, tmp_path):
+    other = tmp_path / "other"
+    shutil.copytree(service_dir, other)
+    (other / "score.py").write_text((other / "score.py").read_text() + "\n# another service\n")
+    first = service_image(load_service(service_dir, "diabetes"))
+    second = service_image(load_service(other, "diabetes-two"))
+    assert first.environment.tag == second.environment.tag and first.tag != second.tag
+    assert isinstance(first, ServiceImage)
