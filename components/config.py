@@ -252,6 +252,13 @@ class MonitoringConfig(Section):
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
+class KeyRotation(Section):
+    """Bump one counter to regenerate that key only (v1's `regen_key`); the other keeps working meanwhile."""
+
+    primary: int = Field(default=0, ge=0)
+    secondary: int = Field(default=0, ge=0)
+
+
 class ModelEntry(Section):
     """One model service: a v1 service folder plus deployment overrides in v1 keys (see serving/v1.py)."""
 
@@ -259,6 +266,7 @@ class ModelEntry(Section):
     path: str
     model_dir: str = "model"
     deployment: dict[str, Any] = Field(default_factory=dict)
+    key_rotation: KeyRotation = Field(default_factory=KeyRotation)
 
     @property
     def folder(self) -> Path:

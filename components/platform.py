@@ -79,6 +79,15 @@ class Platform(pulumi.ComponentResource):
             opts=child,
         )
         self.k8s_provider = self.cluster.k8s_provider
+        self.models = None
+        if config.models:
+            from components.workloads import ModelServices, ModelServicesArgs
+
+            self.models = ModelServices(
+                f"{name}-models",
+                ModelServicesArgs(config, self.registry_login_server),
+                opts=pulumi.ResourceOptions(parent=self, providers={"kubernetes": self.k8s_provider}, depends_on=[self.registry]),
+            )
         self.register_outputs({"clusterName": self.cluster.cluster.name, "registryLoginServer": self.registry.login_server})
 
     def network_summary(self) -> dict:

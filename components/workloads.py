@@ -1,0 +1,272 @@
+"""Per-model Kubernetes workloads: image, keys, Deployment, Service (discovery contract), NetworkPolicy, PDB.
+
+Replicas belong to the router's autoscaler after creation: the Deployment ignores
+`spec.replicas`, so the next preview never resets what the router scaled to.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pulumi
+import pulumi_docker as docker
+import pulumi_kubernetes as k8s
+import pulumi_random as random
+
+from components.config import ACCELERATOR_LABEL, GPU_TAINT, StackConfig
+from router.autoscaler import settings_for
+from router.discovery import MODEL_SERVICE_LABEL, annotations_for
+from serving.images import ServiceImage
+from serving.local_server import worker_timeout_seconds
+
+ROUTER_NAMESPACE = "aks-inference"
+ROUTER_APP = "aks-inference-router"
+MODEL_PORT = 5001
+BUILD_DIR = Path(__file__).resolve().parent.parent / ".build"
+
+
+@dataclass
+class ModelWorkloadsArgs:
+    service: object  # serving.v1.ModelService
+    image: ServiceImage
+    environment_image: str  # registry/repository:tag of the shared environment image
+    environment_build: docker.Image  # built first: the service image starts FROM it
+    config: StackConfig
+    registry_server: str
+    key_versions: tuple[int, int] = (0, 0)  # primary, secondary: bump one to rotate it (v1 regen_key)
+
+
+def image_ref(registry_server: str, repository: str, tag: str) -> str:
+    return f"{registry_server}/{repository}:{tag}"
+
+
+def content_image(name: str, image_name: str, context: Path, registry_server: str, opts: pulumi.ResourceOptions) -> docker.Image:
+    """Build and push once per content hash; never at preview. Push credentials: `az acr login` (admin user is off)."""
+    return docker.Image(
+        name,
+        image_name=image_name,
+        build=docker.DockerBuildArgs(context=str(context), dockerfile=str(context / "Dockerfile"), platform="linux/amd64"),
+        registry=docker.RegistryArgs(server=registry_server),
+        build_on_preview=False,
+        opts=opts,
+    )
+
+
+def _resources(deployment) -> dict:
+    """v1 cpu/memoryInGB are requests; the limits default to the requests (v1 set none: we cap by default)."""
+    wanted = deployment.container_resource_requirements
+    requests = {"cpu": f"{round(wanted.cpu * 1000)}m", "memory": f"{round(wanted.memory_in_gb * 1024)}Mi"}
+    limits = {
+        "cpu": f"{round((wanted.cpu_limit or wanted.cpu) * 1000)}m",
+        "memory": f"{round((wanted.memory_in_gb_limit or wanted.memory_in_gb) * 1024)}Mi",
+    }
+    if deployment.gpu_count:
+        limits["nvidia.com/gpu"] = str(deployment.gpu_count)
+        requests["nvidia.com/gpu"] = str(deployment.gpu_count)
+    return {"requests": requests, "limits": limits}
+
+
+def _probe(deployment, failure_threshold: int | None = None) -> dict:
+    """v1's livenessProbeRequirements, on the inference server's health route."""
+    probe = deployment.liveness_probe_requirements
+    return {
+        "httpGet": {"path": "/", "port": "http"},
+        "initialDelaySeconds": probe.initial_delay_seconds,
+        "periodSeconds": probe.period_seconds,
+        "timeoutSeconds": probe.timeout_seconds,
+        "successThreshold": 1,
+        "failureThreshold": failure_threshold or probe.failure_threshold,
+    }
+
+
+class ModelWorkloads(pulumi.ComponentResource):
+    def __init__(self, name: str, args: ModelWorkloadsArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("aks-inference:workloads:ModelWorkloads", name, None, opts)
+        service, config = args.service, args.config
+        deployment = service.deployment
+        namespace = service.namespace
+        app = f"model-{service.name}"
+        labels = {"app.kubernetes.io/name": app, "app.kubernetes.io/part-of": "aks-inference", MODEL_SERVICE_LABEL: "true"}
+        child = pulumi.ResourceOptions(parent=self)
+
+        context = args.image.write_context(BUILD_DIR / service.name, args.environment_image)
+        self.image = content_image(
+            f"{name}-image",
+            image_ref(args.registry_server, args.image.repository, args.image.tag),
+            context,
+            args.registry_server,
+            pulumi.ResourceOptions(parent=self, depends_on=[args.environment_build]),
+        )
+
+        keys_secret = None
+        if service.auth_mode == "key":
+            keys = []
+            for index, (label, configured) in enumerate((("primary", service.primary_key), ("secondary", service.secondary_key))):
+                if configured:
+                    keys.append(pulumi.Output.secret(configured))
+                    continue
+                password = random.RandomPassword(
+                    f"{name}-{label}-key",
+                    length=32,
+                    special=False,
+                    keepers={"version": str(args.key_versions[index])},  # bump to rotate only this key
+                    opts=child,
+                )
+                keys.append(password.result)
+            keys_secret = f"{app}-keys"
+            k8s.core.v1.Secret(
+                f"{name}-keys",
+                metadata={"name": keys_secret, "namespace": namespace, "labels": labels},
+                type="Opaque",
+                string_data={"primaryKey": keys[0], "secondaryKey": keys[1]},
+                opts=child,
+            )
+
+        autoscale = settings_for(service, config.purpose)
+        gpu = bool(deployment.gpu_count)
+        key, rest = GPU_TAINT.split("=", 1)
+        value, effect = rest.split(":")
+        pod_spec: dict = {
+            "securityContext": {"runAsNonRoot": True, "runAsUser": 1000, "runAsGroup": 1000, "fsGroup": 1000, "seccompProfile": {"type": "RuntimeDefault"}},
+            "automountServiceAccountToken": False,
+            "terminationGracePeriodSeconds": worker_timeout_seconds(service.scoring_timeout_ms) + 10,
+            "containers": [
+                {
+                    "name": "model",
+                    "image": self.image.repo_digest,
+                    "ports": [{"name": "http", "containerPort": MODEL_PORT}],
+                    "env": [
+                        {"name": "WORKER_COUNT", "value": str(service.max_concurrent)},
+                        {"name": "SCORING_TIMEOUT_MS", "value": str(service.scoring_timeout_ms)},
+                        {"name": "WORKER_TIMEOUT", "value": str(worker_timeout_seconds(service.scoring_timeout_ms))},
+                    ],
+                    "resources": _resources(deployment),
+                    "livenessProbe": _probe(deployment),
+                    "readinessProbe": {**_probe(deployment, failure_threshold=1), "initialDelaySeconds": 1},
+                    # v1 waited initialDelaySeconds (310 s) before probing; a startup probe gives the same
+                    # budget without delaying readiness of a fast-starting model.
+                    "startupProbe": {
+                        **_probe(deployment),
+                        "initialDelaySeconds": 1,
+                        "failureThreshold": max(1, deployment.liveness_probe_requirements.initial_delay_seconds // deployment.liveness_probe_requirements.period_seconds),
+                    },
+                    # Let the router drop this replica before the server stops taking requests.
+                    "lifecycle": {"preStop": {"sleep": {"seconds": 5}}},
+                    "securityContext": {"allowPrivilegeEscalation": False, "privileged": False, "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}},
+                    "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+                }
+            ],
+            "volumes": [{"name": "tmp", "emptyDir": {}}],
+        }
+        if gpu:
+            pod_spec["tolerations"] = [{"key": key, "operator": "Equal", "value": value, "effect": effect}]
+            pod_spec["nodeSelector"] = {ACCELERATOR_LABEL: "gpu"}
+        if config.is_production:
+            pod_spec["topologySpreadConstraints"] = [
+                {"maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "ScheduleAnyway", "labelSelector": {"matchLabels": {"app.kubernetes.io/name": app}}}
+            ]
+        self.deployment = k8s.apps.v1.Deployment(
+            f"{name}-deployment",
+            metadata={"name": app, "namespace": namespace, "labels": labels},
+            spec={
+                "replicas": autoscale.fixed_replicas if not autoscale.enabled else service.initial_replicas,
+                "selector": {"matchLabels": {"app.kubernetes.io/name": app}},
+                "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+                "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+            },
+            # The router scales the Deployment (deployments/scale): keep previews free of replica drift.
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["spec.replicas"]),
+        )
+        self.service = k8s.core.v1.Service(
+            f"{name}-service",
+            metadata={
+                "name": app,
+                "namespace": namespace,
+                "labels": labels,
+                "annotations": annotations_for(
+                    name=service.name, auth=service.auth_mode, keys_secret=keys_secret,
+                    scoring_timeout_ms=service.scoring_timeout_ms, max_concurrent=service.max_concurrent,
+                    max_queue_wait_ms=service.max_queue_wait_ms, deployment=app, autoscale=autoscale,
+                ),
+            },
+            spec={"type": "ClusterIP", "selector": {"app.kubernetes.io/name": app}, "ports": [{"name": "http", "port": MODEL_PORT, "targetPort": "http"}]},
+            opts=child,
+        )
+        k8s.networking.v1.NetworkPolicy(
+            f"{name}-from-router-only",
+            metadata={"name": f"{app}-from-router-only", "namespace": namespace, "labels": labels},
+            spec={
+                "podSelector": {"matchLabels": {"app.kubernetes.io/name": app}},
+                "policyTypes": ["Ingress"],
+                "ingress": [
+                    {
+                        "from": [
+                            {
+                                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ROUTER_NAMESPACE}},
+                                "podSelector": {"matchLabels": {"app.kubernetes.io/name": ROUTER_APP}},
+                            }
+                        ],
+                        "ports": [{"protocol": "TCP", "port": MODEL_PORT}],
+                    }
+                ],
+            },
+            opts=child,
+        )
+        k8s.policy.v1.PodDisruptionBudget(
+            f"{name}-pdb",
+            metadata={"name": app, "namespace": namespace, "labels": labels},
+            spec={"maxUnavailable": 1, "selector": {"matchLabels": {"app.kubernetes.io/name": app}}},
+            opts=child,
+        )
+        self.register_outputs({"image": self.image.repo_digest})
+
+
+@dataclass
+class ModelServicesArgs:
+    config: StackConfig
+    registry_server: str
+
+
+class ModelServices(pulumi.ComponentResource):
+    """Every model service of the stack: namespaces, one build per distinct environment, the workloads."""
+
+    def __init__(self, name: str, args: ModelServicesArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("aks-inference:workloads:ModelServices", name, None, opts)
+        from serving.hashing import StatCache
+        from serving.images import ENVIRONMENT_REPOSITORY, service_image
+        from serving.v1 import load_stack_services
+
+        config = args.config
+        cache = StatCache(BUILD_DIR.parent / ".cache" / "aks-inference" / "hashes.json")
+        services = load_stack_services(config.models)
+        images = {s.name: service_image(s, cache) for s in services}
+        cache.save()
+        self.namespaces = {
+            namespace: k8s.core.v1.Namespace(
+                f"{name}-ns-{namespace}",
+                metadata={"name": namespace, "labels": {"app.kubernetes.io/part-of": "aks-inference"}},
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            for namespace in sorted({s.namespace for s in services})
+        }
+        environments: dict[str, tuple[str, docker.Image]] = {}
+        for image in images.values():
+            tag = image.environment.tag
+            if tag in environments:
+                continue  # services with the same environment share one image and one build
+            ref = image_ref(args.registry_server, ENVIRONMENT_REPOSITORY, tag)
+            context = image.environment.write_context(BUILD_DIR / f"environment-{tag}")
+            environments[tag] = (ref, content_image(f"{name}-environment-{tag}", ref, context, args.registry_server, pulumi.ResourceOptions(parent=self)))
+        self.workloads = {}
+        for service, entry in zip(services, config.models):
+            ref, build = environments[images[service.name].environment.tag]
+            self.workloads[service.name] = ModelWorkloads(
+                f"{name}-{service.name}",
+                ModelWorkloadsArgs(
+                    service, images[service.name], ref, build, config, args.registry_server,
+                    key_versions=(entry.key_rotation.primary, entry.key_rotation.secondary),
+                ),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.namespaces[service.namespace]]),
+            )
+        self.register_outputs({"services": sorted(self.workloads)})

@@ -1,0 +1,116 @@
+"""Model workloads on the cluster, offline: manifests validated against the Kubernetes schema, GPU placement,
+no replica drift, key rotation, and the discovery contract read back from what the program creates."""
+
+import base64
+
+import kubernetes_validate
+import pytest
+
+from router.discovery import SERVICE_NAME_LABEL, discover
+from tests.pulumi_harness import run_program, with_config
+
+KUBERNETES_VERSION = "1.34"
+DEPLOYMENT = "kubernetes:apps/v1:Deployment"
+SERVICE = "kubernetes:core/v1:Service"
+SECRET = "kubernetes:core/v1:Secret"
+PASSWORD = "random:index/randomPassword:RandomPassword"
+DIABETES = {"name": "diabetes", "path": "examples/models/diabetes"}
+GPU_MODEL = {"name": "gpu-scorer", "path": "examples/models/diabetes", "deployment": {"gpuCores": 1}}
+
+
+def manifests(run):
+    return [r for r in run.custom_resources if r.type.startswith("kubernetes:") and not r.type.startswith("kubernetes:helm")]
+
+
+@pytest.fixture(scope="module")
+def prod_with_models():
+    run = run_program("prod", with_config("prod", models=[DIABETES, GPU_MODEL]))
+    assert run.error is None, run.error
+    return run
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod", "prod-with-models"])
+def test_every_manifest_passes_strict_schema_validation(stack, dev_run, prod_run, prod_with_models):
+    run = {"dev": dev_run, "prod": prod_run, "prod-with-models": prod_with_models}[stack]
+    found = manifests(run)
+    assert found
+    for resource in found:
+        assert resource.inputs["metadata"]["name"]  # explicit names: no autonaming churn
+        kubernetes_validate.validate(resource.inputs, KUBERNETES_VERSION, strict=True)
+
+
+def test_schema_validation_would_catch_a_typo(dev_run):
+    deployment = next(r for r in manifests(dev_run) if r.type == DEPLOYMENT)
+    broken = {**deployment.inputs, "spec": {**deployment.inputs["spec"], "replica": 2}}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, KUBERNETES_VERSION, strict=True)
+
+
+def test_model_deployment_shape(dev_run):
+    deployment = dev_run.one(DEPLOYMENT)
+    spec = deployment.inputs["spec"]
+    pod = spec["template"]["spec"]
+    container = pod["containers"][0]
+    assert deployment.ignore_changes == ["spec.replicas"] and spec["replicas"] == 1
+    assert container["image"] == dev_run.one("docker:index/image:Image", "aks-inference-models-diabetes-image").outputs["repoDigest"]
+    assert "@sha256:" in container["image"]
+    assert container["resources"] == {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"cpu": "1000m", "memory": "1024Mi"}}
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False and pod["securityContext"]["runAsNonRoot"] is True
+    assert {e["name"]: e["value"] for e in container["env"]} == {"WORKER_COUNT": "1", "SCORING_TIMEOUT_MS": "5000", "WORKER_TIMEOUT": "300"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/", "port": "http"}
+    assert "tolerations" not in pod and "topologySpreadConstraints" not in pod  # DevTest, no GPU
+
+
+def test_gpu_service_lands_on_the_gpu_pool(prod_with_models):
+    deployment = next(r for r in prod_with_models.of_type(DEPLOYMENT) if r.inputs["metadata"]["name"] == "model-gpu-scorer")
+    pod = deployment.inputs["spec"]["template"]["spec"]
+    assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert {"key": "sku", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"} in pod["tolerations"]
+    assert pod["nodeSelector"] == {"aks-inference/accelerator": "gpu"}
+    assert pod["topologySpreadConstraints"][0]["topologyKey"] == "kubernetes.io/hostname"  # FastProd
+    # One environment, one build, shared by both services.
+    assert len([r for r in prod_with_models.of_type("docker:index/image:Image") if "environment" in r.name]) == 1
+
+
+def test_gpu_service_without_a_gpu_pool_is_refused():
+    run = run_program("dev", with_config("dev", models=[GPU_MODEL]))
+    assert "models[0].deployment.gpuCores: needs a GPU node pool" in str(run.error) and run.resources == []
+
+
+def test_no_drift_across_runs(dev_run):
+    again = run_program("dev")
+    first = [(r.urn, r.inputs) for r in manifests(dev_run)]
+    assert first == [(r.urn, r.inputs) for r in manifests(again)]
+
+
+def test_rotating_one_key_changes_only_that_key():
+    before = run_program("dev")
+    after = run_program("dev", with_config("dev", models=[{**DIABETES, "keyRotation": {"primary": 1}}]))
+    keys = lambda run: {r.name.rsplit("-", 2)[-2]: r for r in run.of_type(PASSWORD)}  # noqa: E731
+    assert keys(before)["primary"].inputs["keepers"] != keys(after)["primary"].inputs["keepers"]
+    assert keys(before)["secondary"].inputs == keys(after)["secondary"].inputs
+    assert keys(before)["primary"].outputs["result"] != keys(after)["primary"].outputs["result"]
+    secret = after.one(SECRET)
+    assert "stringData" in {p.split(".")[0] for p in secret.secret_paths}  # keys stay Pulumi secrets
+
+
+def test_discovery_reads_exactly_what_the_program_creates(dev_run):
+    """Both sides of the contract: the captured Service and Secret, plus the EndpointSlice Kubernetes would make."""
+    service = dev_run.one(SERVICE)
+    secret = dev_run.one(SECRET)
+    as_data = {k: base64.b64encode(v.encode()).decode() for k, v in secret.inputs["stringData"].items()}
+    endpoint_slice = {
+        "metadata": {"name": "model-diabetes-x", "namespace": "models", "labels": {SERVICE_NAME_LABEL: service.inputs["metadata"]["name"]}},
+        "ports": [{"name": "http", "port": 5001}],
+        "endpoints": [{"addresses": ["10.244.0.12"], "conditions": {"ready": True}}],
+    }
+    found = discover([service.inputs], [endpoint_slice], [{"metadata": secret.inputs["metadata"], "data": as_data}])
+    assert len(found) == 1
+    route = found[0].route
+    assert (route.name, route.namespace, route.auth, route.scoring_timeout_ms, route.max_concurrent) == ("diabetes", "models", "key", 5000, 1)
+    assert route.keys == (secret.inputs["stringData"]["primaryKey"], secret.inputs["stringData"]["secondaryKey"])
+    assert found[0].deployment == dev_run.one(DEPLOYMENT).inputs["metadata"]["name"]
+    assert (found[0].autoscale.enabled, found[0].autoscale.fixed_replicas) == (False, 1)  # DevTest: no autoscaling
+    # Only router pods may reach the model pods.
+    policy = dev_run.one("kubernetes:networking.k8s.io/v1:NetworkPolicy").inputs["spec"]
+    assert policy["ingress"][0]["from"][0]["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": "aks-inference-router"}}
