@@ -191,10 +191,11 @@ class KubernetesScaler:
         self.targets: dict[str, int] = {}
 
     def ready_replicas(self, service: str) -> int:
+        """Ready, not merely created, replicas: a starting pod must not count as capacity."""
         namespace, name = self.deployments[service]
-        scale = self.apps.read_namespaced_deployment_scale(name, namespace)
-        self.targets.setdefault(service, scale.spec.replicas or 0)
-        return scale.status.replicas or 0
+        deployment = self.apps.read_namespaced_deployment(name, namespace)
+        self.targets.setdefault(service, deployment.spec.replicas or 0)
+        return deployment.status.ready_replicas or 0
 
     def target(self, service: str) -> int:
         return self.targets.get(service, 0)

@@ -58,7 +58,8 @@ def decide(sample: Sample, settings: AutoscaleSettings, previous: tuple[tuple[fl
     raw = min(settings.max_replicas, max(settings.min_replicas, raw))
     horizon = sample.time - settings.scale_down_window_seconds
     window = tuple((t, d) for t, d in previous if t > horizon) + ((sample.time, raw),)
-    return Decision(max(d for _, d in window), current, window)
+    highest = max(d for _, d in window)  # clamp again: min/max may have changed since older entries
+    return Decision(min(settings.max_replicas, max(settings.min_replicas, highest)), current, window)
 
 
 def settings_for(service, purpose: str, scale_down_window_seconds: float = 60.0) -> AutoscaleSettings:

@@ -36,19 +36,24 @@ class ControlPlane:
         registry: CollectorRegistry | None = None,
         on_tick: Callable[[], object] | None = None,
     ):
-        self.services = services
+        self.set_services(services)
         self.actuator = actuator
         self.admin_urls = admin_urls
         self.clock = clock
         self.collector = collector
         self.on_tick = on_tick
-        self.history: dict[str, tuple[tuple[float, int], ...]] = {s.name: () for s in services}
         self.registry = registry or CollectorRegistry()
         self.decisions = Counter("aksinf_scaling_decisions", "Scaling changes applied", ["service", "direction"], registry=self.registry)
         self.desired = Gauge("aksinf_desired_replicas", "Replicas the autoscaler wants", ["service"], registry=self.registry)
         self.actual = Gauge("aksinf_ready_replicas", "Replicas ready to serve", ["service"], registry=self.registry)
         self.util = Gauge("aksinf_utilization", "(busy + queued) / replicas", ["service"], registry=self.registry)
         self.tick_seconds = Gauge("aksinf_tick_seconds", "Duration of the last control-loop tick", registry=self.registry)
+
+    def set_services(self, services: list[ManagedService]) -> None:
+        """Follow discovery: changed settings apply at once, a kept service keeps its scale-down window."""
+        previous = getattr(self, "history", {})
+        self.services = services
+        self.history: dict[str, tuple[tuple[float, int], ...]] = {s.name: previous.get(s.name, ()) for s in services}
 
     def tick(self) -> dict[str, Decision]:
         started = time.perf_counter()

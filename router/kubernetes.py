@@ -61,9 +61,9 @@ def main() -> int:
     writer.write_bootstrap(settings)
     elector = LeaderElector(socket.gethostname(), KubernetesLeases(coordination, own_namespace, "aks-inference-autoscaler"), time.time)
     scaler = KubernetesScaler(apps, {})
-    start_http_server(int(os.environ.get("AKSINF_METRICS_PORT", "9090")))
+    plane = ControlPlane([], scaler, [])
+    start_http_server(int(os.environ.get("AKSINF_METRICS_PORT", "9090")), registry=plane.registry)
     stop = threading.Event()
-    plane: ControlPlane | None = None
     while not stop.is_set():
         services, slices, secrets = [], [], []
         for namespace in namespaces:
@@ -79,9 +79,7 @@ def main() -> int:
                 f"http://{address}:{settings.admin_port}"
                 for s in peers.items for e in (s.endpoints or []) for address in (e.addresses or [])
             ]
-            managed = [ManagedService(d.route.name, d.route.cluster_name, d.autoscale) for d in found]
-            if plane is None or [m.name for m in plane.services] != [m.name for m in managed]:
-                plane = ControlPlane(managed, scaler, admin_urls)
+            plane.set_services([ManagedService(d.route.name, d.route.cluster_name, d.autoscale) for d in found])
             plane.admin_urls = admin_urls
             plane.tick()
         stop.wait(1.0)
