@@ -112,6 +112,8 @@ def _local_reply_mappers(settings: RouterSettings) -> list[dict]:
         mapper("UO", 503, "Too many requests for this service (overloaded): its queue is full, retry later"),
         mapper("UH", 503, "No ready replicas for this service"),
         mapper("UF", 503, "Replica unreachable (connection failure)"),
+        # azureml-fe's answer when the model process dies or drops the connection mid-request.
+        mapper("UC", 502, "Replica closed connection before replying"),
         mapper("UT", 504, "Scoring timeout: the model did not answer within scoringTimeoutMs"),
         mapper("NR", 404, "Unknown service"),
         {"filter": status_is(413), "body": {"inline_string": f"Payload too large: the limit is {settings.max_request_bytes} bytes"}},

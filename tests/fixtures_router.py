@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -23,6 +24,7 @@ class FakeModel:
 
     delay: float = 0.0
     status: int = 200
+    drop: bool = False  # close the connection instead of answering (a crashed replica)
     requests: list = field(default_factory=list)
     active: int = 0
     peak_active: int = 0
@@ -44,6 +46,10 @@ class FakeModel:
                     time.sleep(model.delay)
                 finally:
                     model.active -= 1
+                if model.drop:
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
                 payload = json.dumps({"path": self.path, "port": model.port}).encode()
                 self.send_response(model.status)
                 self.send_header("Content-Type", "application/json")

@@ -233,6 +233,20 @@ def test_scoring_timeout_is_504(envoy_router, fake_model):
     assert time.monotonic() - started < 1.4
 
 
+def test_model_errors_pass_through_and_a_dropped_connection_is_502(envoy_router, fake_model):
+    """A model's own 500 (run() raised) reaches the caller unchanged, body included; a replica that
+    closes the connection without replying gets azureml-fe's 502, and the request is not retried."""
+    failing, crashing = fake_model(status=500), fake_model(drop=True)
+    router = envoy_router(
+        [with_endpoints(ServiceRoute("failing", auth="none"), failing), with_endpoints(ServiceRoute("crashing", auth="none"), crashing)]
+    )
+    failed = score(router, "failing")
+    assert failed.status_code == 500 and failed.json() == {"path": "/score", "port": failing.port}
+    dropped = score(router, "crashing")
+    assert dropped.status_code == 502 and dropped.json()["error"] == "Replica closed connection before replying"
+    assert len(crashing.requests) == 1  # the request may have run: never replayed
+
+
 def test_no_ready_replica_is_503(envoy_router):
     router = envoy_router([ServiceRoute("empty", auth="none")])
     response = score(router, "empty")
