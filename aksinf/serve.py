@@ -20,6 +20,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=8800, help="router port on 127.0.0.1 (default 8800)")
     parser.add_argument("--purpose", choices=["DevTest", "FastProd", "DenseProd"], help="cluster purpose (DevTest turns autoscaling off)")
     parser.add_argument("--run-dir", type=Path, default=PROJECT_ROOT / ".run", help="state: Envoy config, logs, keys")
+    parser.add_argument(
+        "--scale-down-window", type=float, default=60.0, metavar="SECONDS",
+        help="scale down only to the highest replica count wanted in this window (default 60)",
+    )
 
 
 def _services(args):
@@ -46,12 +50,18 @@ def _services(args):
 def run(args: argparse.Namespace) -> int:
     from router.local import LocalPlatform
 
+    if args.scale_down_window < 0:
+        print(f"aksinf serve: --scale-down-window must be >= 0 seconds, got {args.scale_down_window:g}", file=sys.stderr)
+        return 2
     try:
         services, purpose, jwt = _services(args)
     except ValueError as error:  # ConfigError included: every problem, with its key
         print(error, file=sys.stderr)
         return 2
-    platform = LocalPlatform(services, args.run_dir, purpose=purpose, listen_port=args.port, jwt=jwt)
+    platform = LocalPlatform(
+        services, args.run_dir, purpose=purpose, listen_port=args.port, jwt=jwt,
+        scale_down_window_seconds=args.scale_down_window,
+    )
     print(f"starting {len(services)} service(s): Envoy + azureml-inference-server-http on 127.0.0.1 ...", flush=True)
     platform.start()
     print(f"\nrouter      {platform.url}   (admin {platform.admin_url}, metrics http://127.0.0.1:{platform.metrics_port}/metrics)")

@@ -10,7 +10,8 @@ whose annotations carry what azureml-fe needs to route and scale it:
   aks-inference/max-concurrent       maxConcurrentRequestsPerContainer
   aks-inference/max-queue-wait-ms    maxQueueWaitMs
   aks-inference/deployment           the Deployment the autoscaler scales (deployments/scale)
-  aks-inference/autoscale            JSON {"enabled", "min", "max", "targetUtilization", "refreshSeconds"}
+  aks-inference/autoscale            JSON {"enabled", "min", "max", "targetUtilization", "refreshSeconds",
+                                     "scaleDownWindowSeconds", "fixed"} (fixed = replicas when autoscaling is off)
 
 Replicas come from the EndpointSlices of that Service (label kubernetes.io/service-name):
 every endpoint whose `conditions.ready` is true, on the port named `http`.
@@ -68,6 +69,7 @@ def annotations_for(
                 "max": autoscale.max_replicas,
                 "targetUtilization": autoscale.target_utilization,
                 "refreshSeconds": autoscale.refresh_seconds,
+                "scaleDownWindowSeconds": autoscale.scale_down_window_seconds,
                 "fixed": autoscale.fixed_replicas,
             },
             sort_keys=True,
@@ -136,6 +138,7 @@ def discover(services: list[dict], endpoint_slices: list[dict], secrets: list[di
             max_replicas=int(scale.get("max", 10)),
             target_utilization=float(scale.get("targetUtilization", 0.7)),
             refresh_seconds=float(scale.get("refreshSeconds", 1)),
+            scale_down_window_seconds=float(scale.get("scaleDownWindowSeconds", 60)),
             max_concurrent=route.max_concurrent,
             fixed_replicas=int(scale.get("fixed", scale.get("min", 1))),
         )

@@ -12,7 +12,10 @@ from router.net import free_port
 from router.spec import Endpoint, ServiceRoute
 from tests.fixtures_router import with_endpoints
 
-AUTOSCALE = AutoscaleSettings(min_replicas=2, max_replicas=5, target_utilization=0.6, refresh_seconds=1, max_concurrent=2, fixed_replicas=2)
+AUTOSCALE = AutoscaleSettings(
+    min_replicas=2, max_replicas=5, target_utilization=0.6, refresh_seconds=1, scale_down_window_seconds=120,
+    max_concurrent=2, fixed_replicas=2,
+)
 
 
 def _service(name="diabetes", namespace="models", labelled=True):

@@ -117,7 +117,8 @@ def test_scale_down_drains_in_flight_requests(slow_service, tmp_path):
         # Three requests in flight, one per replica; then scale down to one while they run.
         with ThreadPoolExecutor(3) as pool:
             in_flight = [pool.submit(httpx.post, url, content=b"{}", timeout=15) for _ in range(3)]
-            time.sleep(0.2)
+            # Scale down only once Envoy holds all three (a fixed sleep is too short on a loaded machine).
+            _wait(lambda: sum(in_flight_per_host(platform.admin_url, cluster).values()) == 3, timeout=5)
             platform.actuator.scale("slow", 1)
             statuses = [f.result().status_code for f in in_flight]
         assert statuses == [200, 200, 200]
@@ -188,3 +189,10 @@ def test_serve_reads_a_stacks_models():
     assert [s.name for s in services] == ["diabetes"] and purpose == "DevTest" and jwt is None
     with pytest.raises(ValueError, match="no aks-inference:models"):
         _services(argparse.Namespace(stack="prod", purpose=None))
+
+
+def test_serve_refuses_a_negative_scale_down_window(capsys):
+    from aksinf.cli import main
+
+    assert main(["serve", "--scale-down-window", "-1"]) == 2
+    assert "--scale-down-window must be >= 0 seconds, got -1" in capsys.readouterr().err
