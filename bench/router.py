@@ -119,7 +119,9 @@ def scale_up_reaction(tmp: Path) -> dict:
             import httpx
 
             with httpx.Client(timeout=10) as http:
-                while not stop.is_set():
+                for _ in range(2000):  # bounded in count as well as by the 20 s wall clock below
+                    if stop.is_set():
+                        break
                     answer = http.post(f"{platform.url}/api/v1/service/slow/score", content=b"{}")
                     if answer.status_code == 200:
                         pids.add(answer.json()["pid"])
