@@ -442,8 +442,10 @@ def _dump(document: dict) -> str:
 class ConfigWriter:
     """Writes the files atomically (temp file + rename: the only event Envoy reloads on).
 
-    Order keeps every route pointing at an existing cluster: on add, endpoints and
-    clusters land before the routes that use them; on removal, routes go first.
+    Order keeps every route pointing at an existing cluster: on add, clusters land before
+    the routes that use them; on removal, routes go first. When one update both adds and
+    removes services, an interim CDS holding old and new clusters comes first, then the
+    routes, then the final CDS.
     """
 
     def __init__(self, config_dir: Path):
@@ -459,18 +461,22 @@ class ConfigWriter:
         """Apply a desired state; returns the file names that changed, in write order."""
         files = render_dynamic(routes, settings)
         new_clusters = {r["name"] for r in files["cds.yaml"]["resources"]}
-        old_clusters = self._cluster_names()
-        removing = bool(old_clusters - new_clusters)
-        order = ["sds-tls.yaml"] if "sds-tls.yaml" in files else []
-        order += ["rds.yaml", "cds.yaml"] if removing else ["cds.yaml", "rds.yaml"]
-        order.append("lds.yaml")
-        return [name for name in order if self._replace(self.config_dir / name, _dump(files[name]))]
+        old_resources = self._clusters()
+        removed = [r for r in old_resources if r["name"] not in new_clusters]
+        adding = bool(new_clusters - {r["name"] for r in old_resources})
+        steps = [("sds-tls.yaml", files["sds-tls.yaml"])] if "sds-tls.yaml" in files else []
+        if removed and adding:
+            interim = sorted(files["cds.yaml"]["resources"] + removed, key=lambda r: r["name"])
+            steps.append(("cds.yaml", {"resources": interim}))
+        order = ["rds.yaml", "cds.yaml"] if removed else ["cds.yaml", "rds.yaml"]
+        steps += [(name, files[name]) for name in [*order, "lds.yaml"]]
+        return [name for name, document in steps if self._replace(self.config_dir / name, _dump(document))]
 
-    def _cluster_names(self) -> set[str]:
+    def _clusters(self) -> list[dict]:
         path = self.config_dir / "cds.yaml"
         if not path.exists():
-            return set()
-        return {r["name"] for r in (yaml.safe_load(path.read_text()) or {}).get("resources", [])}
+            return []
+        return (yaml.safe_load(path.read_text()) or {}).get("resources", [])
 
     def _replace(self, path: Path, text: str) -> bool:
         if path.exists() and path.read_text() == text:
