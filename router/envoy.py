@@ -36,6 +36,7 @@ ROUTE_CONFIG = "models"
 JWT_PROVIDER = "entra"
 API_KEY_FILTER = "envoy.filters.http.api_key_auth"
 JWT_FILTER = "envoy.filters.http.jwt_authn"
+STREAM_IDLE_TIMEOUT_MS = 300_000  # a stalled upload or download is dropped after 5 minutes without a byte
 CLIENT_HEADER = "x-aksinf-client"  # which key (primary/secondary) authenticated; the key itself is hidden
 
 ACCESS_LOG_FORMAT = {
@@ -196,7 +197,7 @@ def _listener(settings: RouterSettings) -> dict:
             "body_format": {"json_format": ERROR_BODY, "content_type": "application/json"},
         },
         "common_http_protocol_options": {"idle_timeout": "300s"},
-        "stream_idle_timeout": "300s",
+        "stream_idle_timeout": _milliseconds(STREAM_IDLE_TIMEOUT_MS),
         "request_headers_timeout": "10s",
     }
     listener = {
@@ -295,6 +296,8 @@ def render_routes(routes: Iterable[ServiceRoute], settings: RouterSettings) -> d
                     "prefix_rewrite": "/",
                     # Envoy's default is 15 s: always the service's own scoring timeout.
                     "timeout": _milliseconds(route.scoring_timeout_ms),
+                    # The listener's stream idle timeout must not cut a model that is silent while scoring.
+                    "idle_timeout": _milliseconds(max(route.scoring_timeout_ms, STREAM_IDLE_TIMEOUT_MS)),
                     "retry_policy": {
                         # Only retries that cannot run a request twice: the request never reached a replica.
                         "retry_on": "connect-failure,refused-stream,reset-before-request",
