@@ -19,3 +19,6 @@ pulumi.export("kubeconfig", platform.cluster.kubeconfig)
 pulumi.export("registryLoginServer", platform.registry.login_server)
 pulumi.export("egressAllowlist", [rule.as_output() for rule in platform.egress_allowlist])
 pulumi.export("network", platform.network_summary())
+if platform.router:
+    pulumi.export("scoringBaseUrl", platform.router.base_url)
+    pulumi.export("services", platform.scoring_endpoints())

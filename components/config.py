@@ -303,6 +303,56 @@ class AuthConfig(Section):
         return f"{self.authority}/{self.tenant_id}/discovery/v2.0/keys"
 
 
+_DNS_LABEL = re.compile(r"^[a-z][a-z0-9-]{1,61}[a-z0-9]$")
+
+
+def _dns_label(value: str) -> str:
+    if not _DNS_LABEL.match(value):
+        raise ValueError("must be 3-63 lowercase letters, digits or dashes, starting with a letter (Azure DNS label rules)")
+    return value
+
+
+class RouterConfig(Section):
+    """The router's public face: a LoadBalancer Service, optionally with an Azure DNS label."""
+
+    load_balancer: Literal["public", "internal"] = "public"
+    dns_label: Annotated[str, AfterValidator(_dns_label)] | None = None
+    replicas: int | None = Field(default=None, ge=1, le=50)
+
+
+def _pem_certificates(value: str) -> str:
+    from cryptography import x509
+
+    try:
+        x509.load_pem_x509_certificates(value.encode())
+    except ValueError:
+        raise ValueError("must be a PEM certificate chain (leaf first)") from None
+    return value
+
+
+def _pem_key(value: str) -> str:
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    try:
+        load_pem_private_key(value.encode(), password=None)
+    except (ValueError, TypeError):
+        raise ValueError("must be an unencrypted PEM private key") from None
+    return value
+
+
+class TlsConfig(Section):
+    """TLS on the router (set the PEMs with `pulumi config set --secret --path`)."""
+
+    certificate: Annotated[str, AfterValidator(_pem_certificates)] | None = None
+    key: Annotated[str, AfterValidator(_pem_key)] | None = None
+    cname: Fqdn | None = None
+    allow_insecure: bool = False
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.certificate and self.key)
+
+
 class StackConfig(Section):
     """The whole `aks-inference:` namespace plus the region."""
 
@@ -315,6 +365,8 @@ class StackConfig(Section):
     registry: RegistryConfig = Field(default_factory=RegistryConfig)
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
     defender: bool = True
+    router: RouterConfig = Field(default_factory=RouterConfig)
+    tls: TlsConfig = Field(default_factory=TlsConfig)
     models: list[ModelEntry] = Field(default_factory=list)
     auth: AuthConfig | None = None
 
@@ -337,7 +389,7 @@ def _location(value: str) -> str:
 
 
 # Config keys whose values never appear in messages.
-SECRET_KEYS: frozenset[str] = frozenset()
+SECRET_KEYS: frozenset[str] = frozenset({"tls"})
 
 # --------------------------------------------------------------------------- cross-section checks
 
@@ -486,6 +538,32 @@ def _purpose_rules(purpose: str, cluster: ClusterConfig) -> Iterable[ConfigIssue
         )
     if cluster.private_cluster and cluster.authorized_ip_ranges:
         yield ConfigIssue("cluster.authorizedIpRanges", cluster.authorized_ip_ranges, "do not apply to a private cluster; remove them or set privateCluster false")
+
+
+@cross_check("tls")
+def _tls_pair(tls: TlsConfig) -> Iterable[ConfigIssue]:
+    if bool(tls.certificate) != bool(tls.key):
+        missing = "tls.key" if tls.certificate else "tls.certificate"
+        yield ConfigIssue(missing, None, "is required with the other half of the TLS pair")
+    elif tls.enabled:
+        from cryptography import x509
+        from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_pem_private_key
+
+        leaf = x509.load_pem_x509_certificates(tls.certificate.encode())[0]
+        key = load_pem_private_key(tls.key.encode(), password=None)
+        as_bytes = lambda k: k.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)  # noqa: E731
+        if as_bytes(leaf.public_key()) != as_bytes(key.public_key()):
+            yield ConfigIssue("tls.key", REDACTED, "does not belong to the first certificate of tls.certificate")
+
+
+@cross_check("purpose", "tls", "models")
+def _production_needs_tls(purpose: str, tls: TlsConfig, models: list) -> Iterable[ConfigIssue]:
+    """The router exists when the stack has models; FastProd/DenseProd serve them over TLS only."""
+    if models and purpose in PRODUCTION_PURPOSES and not tls.enabled and not tls.allow_insecure:
+        yield ConfigIssue(
+            "tls.certificate", None,
+            f"is required for {purpose} (set tls.certificate and tls.key as secrets, or tls.allowInsecure: true to serve plain HTTP)",
+        )
 
 
 @cross_check("registry")

@@ -206,6 +206,10 @@ class _CapturingMocks(pulumi.runtime.Mocks):
         elif typ == "azure-native:applicationinsights:Component":
             out["instrumentationKey"] = _guid(name, "ikey")
             out["connectionString"] = f"InstrumentationKey={_guid(name, 'ikey')}"
+        elif typ == "kubernetes:core/v1:Service" and (inputs.get("spec") or {}).get("type") == "LoadBalancer":
+            internal = (inputs.get("metadata") or {}).get("annotations", {}).get("service.beta.kubernetes.io/azure-load-balancer-internal")
+            ip = f"10.224.{int(_digest(name)[:2], 16)}.{int(_digest(name)[2:4], 16) % 250 + 4}" if internal else f"20.{int(_digest(name)[:2], 16)}.0.{int(_digest(name)[2:4], 16) % 250 + 1}"
+            out["status"] = {"loadBalancer": {"ingress": [{"ip": ip}]}}
         elif typ == "random:index/randomPassword:RandomPassword":
             out["result"] = _digest(name, json.dumps(inputs.get("keepers", {}), sort_keys=True))[: int(inputs.get("length", 32))]
         elif typ == "docker:index/image:Image":

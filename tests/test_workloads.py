@@ -23,8 +23,12 @@ def manifests(run):
 
 
 @pytest.fixture(scope="module")
-def prod_with_models():
-    run = run_program("prod", with_config("prod", models=[DIABETES, GPU_MODEL]))
+def prod_with_models(tmp_path_factory):
+    from tests.certs import self_signed
+
+    cert, key, _ = self_signed(tmp_path_factory.mktemp("tls"))
+    tls = {"certificate": cert.read_text(), "key": key.read_text()}
+    run = run_program("prod", with_config("prod", models=[DIABETES, GPU_MODEL], tls=tls), secret_keys=("aks-inference:tls",))
     assert run.error is None, run.error
     return run
 
@@ -47,7 +51,7 @@ def test_schema_validation_would_catch_a_typo(dev_run):
 
 
 def test_model_deployment_shape(dev_run):
-    deployment = dev_run.one(DEPLOYMENT)
+    deployment = dev_run.one(DEPLOYMENT, "aks-inference-models-diabetes-deployment")
     spec = deployment.inputs["spec"]
     pod = spec["template"]["spec"]
     container = pod["containers"][0]
@@ -81,6 +85,7 @@ def test_no_drift_across_runs(dev_run):
     again = run_program("dev")
     first = [(r.urn, r.inputs) for r in manifests(dev_run)]
     assert first == [(r.urn, r.inputs) for r in manifests(again)]
+    assert [r.inputs for r in again.of_type("docker:index/image:Image")] == [r.inputs for r in dev_run.of_type("docker:index/image:Image")]
 
 
 def test_rotating_one_key_changes_only_that_key():
@@ -90,14 +95,14 @@ def test_rotating_one_key_changes_only_that_key():
     assert keys(before)["primary"].inputs["keepers"] != keys(after)["primary"].inputs["keepers"]
     assert keys(before)["secondary"].inputs == keys(after)["secondary"].inputs
     assert keys(before)["primary"].outputs["result"] != keys(after)["primary"].outputs["result"]
-    secret = after.one(SECRET)
+    secret = after.one(SECRET, "aks-inference-models-diabetes-keys")
     assert "stringData" in {p.split(".")[0] for p in secret.secret_paths}  # keys stay Pulumi secrets
 
 
 def test_discovery_reads_exactly_what_the_program_creates(dev_run):
     """Both sides of the contract: the captured Service and Secret, plus the EndpointSlice Kubernetes would make."""
-    service = dev_run.one(SERVICE)
-    secret = dev_run.one(SECRET)
+    service = dev_run.one(SERVICE, "aks-inference-models-diabetes-service")
+    secret = dev_run.one(SECRET, "aks-inference-models-diabetes-keys")
     as_data = {k: base64.b64encode(v.encode()).decode() for k, v in secret.inputs["stringData"].items()}
     endpoint_slice = {
         "metadata": {"name": "model-diabetes-x", "namespace": "models", "labels": {SERVICE_NAME_LABEL: service.inputs["metadata"]["name"]}},
@@ -109,7 +114,7 @@ def test_discovery_reads_exactly_what_the_program_creates(dev_run):
     route = found[0].route
     assert (route.name, route.namespace, route.auth, route.scoring_timeout_ms, route.max_concurrent) == ("diabetes", "models", "key", 5000, 1)
     assert route.keys == (secret.inputs["stringData"]["primaryKey"], secret.inputs["stringData"]["secondaryKey"])
-    assert found[0].deployment == dev_run.one(DEPLOYMENT).inputs["metadata"]["name"]
+    assert found[0].deployment == dev_run.one(DEPLOYMENT, "aks-inference-models-diabetes-deployment").inputs["metadata"]["name"]
     assert (found[0].autoscale.enabled, found[0].autoscale.fixed_replicas) == (False, 1)  # DevTest: no autoscaling
     # Only router pods may reach the model pods.
     policy = dev_run.one("kubernetes:networking.k8s.io/v1:NetworkPolicy").inputs["spec"]
