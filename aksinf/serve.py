@@ -7,7 +7,6 @@ import json
 import shlex
 import signal
 import sys
-import threading
 from pathlib import Path
 
 from components.config import PROJECT_ROOT
@@ -63,7 +62,34 @@ def run(args: argparse.Namespace) -> int:
         scale_down_window_seconds=args.scale_down_window,
     )
     print(f"starting {len(services)} service(s): Envoy + azureml-inference-server-http on 127.0.0.1 ...", flush=True)
-    platform.start()
+    # Also during start-up: children live in their own sessions, so only we can stop them.
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        platform.start()
+        _print_endpoints(platform, services, purpose)
+        print(f"\nlogs under {args.run_dir}; Ctrl-C stops everything.", flush=True)
+        while True:
+            signal.pause()
+    except KeyboardInterrupt:
+        pass
+    except (RuntimeError, TimeoutError) as error:  # a model server failed to start
+        print(f"aksinf serve: {error}", file=sys.stderr)
+        return 1
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up short
+        print("stopping ...", flush=True)
+        platform.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0
+
+
+def _interrupt(*_) -> None:
+    raise KeyboardInterrupt
+
+
+def _print_endpoints(platform, services, purpose: str) -> None:
     print(f"\nrouter      {platform.url}   (admin {platform.admin_url}, metrics http://127.0.0.1:{platform.metrics_port}/metrics)")
     for service in services:
         uri = f"{platform.url}/api/v1/service/{service.name}/score"
@@ -77,12 +103,3 @@ def run(args: argparse.Namespace) -> int:
         body = f"@{sample}" if sample.exists() else json.dumps({"data": []})
         header = f"-H {shlex.quote('Authorization: Bearer ' + keys[0])} " if keys else ""
         print(f"try         curl -s {header}-H 'Content-Type: application/json' --data {shlex.quote(body)} {uri}")
-    print(f"\nlogs under {args.run_dir}; Ctrl-C stops everything.", flush=True)
-
-    stopped = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stopped.set())
-    stopped.wait()
-    print("stopping ...", flush=True)
-    platform.stop()
-    return 0

@@ -196,3 +196,39 @@ def test_serve_refuses_a_negative_scale_down_window(capsys):
 
     assert main(["serve", "--scale-down-window", "-1"]) == 2
     assert "--scale-down-window must be >= 0 seconds, got -1" in capsys.readouterr().err
+
+
+def test_sigterm_during_start_up_leaves_nothing(tmp_path):
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "aksinf", "serve", "--port", str(free_port()), "--run-dir", str(tmp_path / "run")],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )
+    try:
+        _wait(lambda: _model_servers_under(serve.pid), timeout=30)  # a replica is starting, not yet ready
+        children = _model_servers_under(serve.pid)
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        output = serve.communicate(timeout=30)[0]
+    assert serve.returncode == 0 and "stopping" in output, output
+    _wait(lambda: not any(_alive(pid) for pid in children), timeout=5)
+
+
+def _model_servers_under(parent: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/stat") as stat, open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                ppid = int(stat.read().rsplit(")", 1)[1].split()[1])
+                if ppid == parent and b"serving.local_server" in cmdline.read():
+                    found.append(int(entry))
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
