@@ -6,6 +6,7 @@ loaded if the control plane stops or dies; only scaling and config changes pause
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -36,7 +37,6 @@ class ControlPlane:
         registry: CollectorRegistry | None = None,
         on_tick: Callable[[], object] | None = None,
     ):
-        self.set_services(services)
         self.actuator = actuator
         self.admin_urls = admin_urls
         self.clock = clock
@@ -48,12 +48,21 @@ class ControlPlane:
         self.actual = Gauge("aksinf_ready_replicas", "Replicas ready to serve", ["service"], registry=self.registry)
         self.util = Gauge("aksinf_utilization", "(busy + queued) / replicas", ["service"], registry=self.registry)
         self.tick_seconds = Gauge("aksinf_tick_seconds", "Duration of the last control-loop tick", registry=self.registry)
+        self.history: dict[str, tuple[tuple[float, int], ...]] = {}
+        self.set_services(services)
 
     def set_services(self, services: list[ManagedService]) -> None:
-        """Follow discovery: changed settings apply at once, a kept service keeps its scale-down window."""
-        previous = getattr(self, "history", {})
+        """Follow discovery: changed settings apply at once, a kept service keeps its scale-down window,
+        and a removed service's series disappear from /metrics instead of going stale."""
+        kept = {s.name for s in services}
+        for gone in set(self.history) - kept:
+            series = [(self.desired, (gone,)), (self.actual, (gone,)), (self.util, (gone,))]
+            series += [(self.decisions, (gone, direction)) for direction in ("up", "down")]
+            for metric, labels in series:
+                with contextlib.suppress(KeyError):  # never ticked or never scaled: no series yet
+                    metric.remove(*labels)
         self.services = services
-        self.history: dict[str, tuple[tuple[float, int], ...]] = {s.name: previous.get(s.name, ()) for s in services}
+        self.history = {s.name: self.history.get(s.name, ()) for s in services}
 
     def tick(self) -> dict[str, Decision]:
         started = time.perf_counter()

@@ -207,3 +207,6 @@ def test_control_loop_scales_on_change_exports_metrics_and_keeps_the_window_acro
     now[0] = 11.0
     assert plane.tick()["alpha"].desired == 1
     assert actuator.calls == [10, 8, 1]
+
+    plane.set_services([])  # the model Service was deleted
+    assert "alpha" not in generate_latest(plane.registry).decode()
