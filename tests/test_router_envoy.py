@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from router.envoy import InvalidConfig, render_dynamic, validate_config
 from router.spec import Endpoint, JwtSettings, RouterSettings, ServiceRoute, TlsSettings
 from tests.certs import self_signed
+from router.net import free_port
 from tests.fixtures_router import with_endpoints
 
 PRIMARY, SECONDARY = "p" * 32, "s" * 32
@@ -235,6 +236,19 @@ def test_model_errors_pass_through_and_a_dropped_connection_is_502(envoy_router,
     dropped = score(router, "crashing")
     assert dropped.status_code == 502 and dropped.json()["error"] == "Replica closed connection before replying"
     assert len(crashing.requests) == 1  # the request may have run: never replayed
+
+
+def test_a_refused_connection_is_retried_on_another_replica(envoy_router, fake_model):
+    """A replica that refuses connections (its process is gone) costs no request: the request never reached a
+    model, so it is safe to send it to another replica."""
+    live = fake_model()
+    gone = Endpoint("127.0.0.1", free_port())  # nothing listens there
+    router = envoy_router([ServiceRoute("alpha", auth="none", endpoints=(gone, live.endpoint))])
+    assert [score(router, "alpha").status_code for _ in range(20)] == [200] * 20
+    assert len(live.requests) == 20
+    retried = router.envoy.stats(r"^cluster\.model-models-alpha\.upstream_rq_retry$")
+    # Envoy breaks least-request ties at random: about half the picks hit the dead replica, then retry elsewhere.
+    assert retried["cluster.model-models-alpha.upstream_rq_retry"] >= 1
 
 
 def test_no_ready_replica_is_503(envoy_router):
