@@ -157,13 +157,14 @@ class LocalProcesses:
                 in_flight = in_flight_per_host(admin, route.cluster_name)
             except OSError:
                 break
-            if not any(in_flight.get(host, 0) for host in hosts):
-                break
+            if not any(host in in_flight for host in hosts):
+                break  # Envoy applied the update: no new request reaches these replicas
             time.sleep(0.1)
+        # Requests already sent finish: gunicorn's SIGTERM is graceful (workers complete what they hold).
         for replica in replicas:
-            _signal(replica.process, signal.SIGTERM)  # gunicorn finishes what it holds, then exits
+            _signal(replica.process, signal.SIGTERM)
         for replica in replicas:
-            _wait_or_kill(replica.process, 10)
+            _wait_or_kill(replica.process, max(10.0, route.scoring_timeout_ms / 1000 + 1))
 
 
 def _signal(process: subprocess.Popen, sig: int) -> None:
