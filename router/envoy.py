@@ -37,7 +37,8 @@ JWT_PROVIDER = "entra"
 API_KEY_FILTER = "envoy.filters.http.api_key_auth"
 JWT_FILTER = "envoy.filters.http.jwt_authn"
 STREAM_IDLE_TIMEOUT_MS = 300_000  # a stalled upload or download is dropped after 5 minutes without a byte
-CLIENT_HEADER = "x-aksinf-client"  # which key (primary/secondary) authenticated; the key itself is hidden
+CLIENT_HEADER = "x-aksinf-client"
+TOKEN_AUTH_MISSING = "Token authentication is not configured on this router (no issuer/audience): no token can be accepted"  # which key (primary/secondary) authenticated; the key itself is hidden
 
 ACCESS_LOG_FORMAT = {
     "time": "%START_TIME%",
@@ -287,6 +288,17 @@ def render_routes(routes: Iterable[ServiceRoute], settings: RouterSettings) -> d
         }
     ]
     for route in sorted(routes, key=lambda r: r.name):
+        if route.auth == "token" and not settings.jwt:
+            # Fail closed: a token service on a router without token validation must not become open.
+            virtual_routes.append(
+                {
+                    "name": route.name,
+                    "match": {"prefix": route.prefix},
+                    "direct_response": {"status": 401, "body": {"inline_string": TOKEN_AUTH_MISSING}},
+                    "typed_per_filter_config": _open_route(settings),
+                }
+            )
+            continue
         virtual_routes.append(
             {
                 "name": route.name,
@@ -448,7 +460,9 @@ class ConfigWriter:
     Order keeps every route pointing at an existing cluster: on add, clusters land before
     the routes that use them; on removal, routes go first. When one update both adds and
     removes services, an interim CDS holding old and new clusters comes first, then the
-    routes, then the final CDS.
+    routes, then the final CDS. The listener (with or without jwt_authn) comes before the
+    routes when token validation is on and after them when it is off, so a token route
+    never exists without the filter that checks its tokens.
     """
 
     def __init__(self, config_dir: Path):
@@ -472,7 +486,9 @@ class ConfigWriter:
             interim = sorted(files["cds.yaml"]["resources"] + removed, key=lambda r: r["name"])
             steps.append(("cds.yaml", {"resources": interim}))
         order = ["rds.yaml", "cds.yaml"] if removed else ["cds.yaml", "rds.yaml"]
-        steps += [(name, files[name]) for name in [*order, "lds.yaml"]]
+        # Token routes rely on the listener's jwt_authn filter: it arrives before them and leaves after them.
+        order = ["lds.yaml", *order] if settings.jwt else [*order, "lds.yaml"]
+        steps += [(name, files[name]) for name in order]
         return [name for name, document in steps if self._replace(self.config_dir / name, _dump(document))]
 
     def _clusters(self) -> list[dict]:

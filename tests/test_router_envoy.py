@@ -168,6 +168,21 @@ def test_token_auth(envoy_router, fake_model, signing):
     assert score(router, "keyed", PRIMARY).status_code == 200
 
 
+def test_token_services_fail_closed_without_token_validation(envoy_router, fake_model, signing):
+    """A token service on a router without issuer/audience answers 401 instead of becoming open; turning token
+    validation on later writes the listener (jwt_authn) before the routes that need it, and off again after."""
+    model = fake_model()
+    router = envoy_router([with_endpoints(ServiceRoute("tok", auth="token"), model)])
+    refused = score(router, "tok", signing["token"]())
+    assert refused.status_code == 401 and "not configured" in refused.json()["error"] and model.requests == []
+    router.settings = replace(router.settings, jwt=JwtSettings(ISSUER, (AUDIENCE,), local_jwks_path=signing["jwks"]))
+    assert router.update(router.routes) == ["lds.yaml", "rds.yaml"]
+    assert score(router, "tok", signing["token"]()).status_code == 200
+    router.settings = replace(router.settings, jwt=None)
+    assert router.update(router.routes) == ["rds.yaml", "lds.yaml"]
+    assert score(router, "tok", signing["token"]()).status_code == 401
+
+
 # --------------------------------------------------------------------------- payload cap
 
 
