@@ -100,8 +100,10 @@ def test_key_auth(envoy_router, fake_model):
         [
             with_endpoints(ServiceRoute("alpha", keys=(PRIMARY, SECONDARY)), model),
             with_endpoints(ServiceRoute("beta", keys=(OTHER_KEY,)), other),
+            with_endpoints(ServiceRoute("keyless", keys=()), other),  # keys not provisioned yet
         ]
     )
+    assert score(router, "keyless", OTHER_KEY).status_code == 401  # fails closed, never open
     assert score(router, "alpha").status_code == 401
     wrong = score(router, "alpha", "x" * 32)
     assert wrong.status_code == 401 and wrong.json()["status"] == 401
