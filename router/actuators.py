@@ -127,6 +127,21 @@ class LocalProcesses:
     def publish(self) -> bool:
         return bool(self.writer.write(self.routes(), self.settings))
 
+    def observe_latency(self, latencies: dict[str, float]) -> bool:
+        """Record observed service times; re-publish only when a queue's size actually changes."""
+        with self.lock:
+            changed = False
+            for name, latency in latencies.items():
+                state = self.services.get(name)
+                if state is None:
+                    continue
+                updated = replace(state.route, latency_ms=latency)
+                ready = tuple(r.endpoint for r in state.replicas if r.ready)
+                if replace(updated, endpoints=ready).queue_capacity() != replace(state.route, endpoints=ready).queue_capacity():
+                    changed = True
+                state.route = updated
+            return self.publish() if changed else False
+
     def stop_all(self, timeout: float = 10.0) -> None:
         with self.lock:
             replicas = [r for s in self.services.values() for r in s.replicas]

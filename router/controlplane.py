@@ -36,12 +36,14 @@ class ControlPlane:
         collector: Callable[[list[str]], dict[str, Load]] = collect,
         registry: CollectorRegistry | None = None,
         on_tick: Callable[[], object] | None = None,
+        on_latency: Callable[[dict[str, float]], object] | None = None,
     ):
         self.actuator = actuator
         self.admin_urls = admin_urls
         self.clock = clock
         self.collector = collector
         self.on_tick = on_tick
+        self.on_latency = on_latency  # observed service times size the queues (maxQueueWaitMs)
         self.registry = registry or CollectorRegistry()
         self.decisions = Counter("aksinf_scaling_decisions", "Scaling changes applied", ["service", "direction"], registry=self.registry)
         self.desired = Gauge("aksinf_desired_replicas", "Replicas the autoscaler wants", ["service"], registry=self.registry)
@@ -84,6 +86,10 @@ class ControlPlane:
             self.actual.labels(service.name).set(ready)
             self.util.labels(service.name).set(decision.utilization)
             decisions[service.name] = decision
+        if self.on_latency:
+            observed = {s.name: loads[s.cluster].latency_ms for s in self.services if s.cluster in loads and loads[s.cluster].latency_ms}
+            if observed:
+                self.on_latency(observed)
         self.tick_seconds.set(time.perf_counter() - started)
         return decisions
 

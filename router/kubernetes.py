@@ -8,6 +8,7 @@ scale and need no long-lived watches); see router/discovery.py for the contract.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 import socket
 import threading
 import time
@@ -19,6 +20,7 @@ from router.actuators import KubernetesScaler
 from router.controlplane import ControlPlane, ManagedService
 from router.discovery import MODEL_SERVICE_LABEL, SERVICE_NAME_LABEL, discover
 from router.envoy import ConfigWriter
+from router.metrics import Load, collect
 from router.leader import KubernetesLeases, LeaderElector
 from router.spec import JwtSettings, RouterSettings, TlsSettings
 
@@ -71,7 +73,9 @@ def main() -> int:
             slices += as_api_dicts(discovery_api.list_namespaced_endpoint_slice(namespace))
             secrets += as_api_dicts(core.list_namespaced_secret(namespace, label_selector=f"{MODEL_SERVICE_LABEL}=true"))
         found = discover(services, slices, secrets)
-        writer.write([d.route for d in found], settings)
+        # Each replica sizes its queues from the service times its own Envoy observes.
+        observed = collect([f"http://127.0.0.1:{settings.admin_port}"])
+        writer.write([replace(d.route, latency_ms=observed.get(d.route.cluster_name, Load()).latency_ms) for d in found], settings)
         if elector.try_acquire_or_renew():
             scaler.deployments = {d.route.name: (d.route.namespace, d.deployment) for d in found}
             peers = discovery_api.list_namespaced_endpoint_slice(own_namespace, label_selector=f"{SERVICE_NAME_LABEL}={router_service}")

@@ -100,7 +100,9 @@ class LocalPlatform:
             self.envoy = EnvoyProcess(self.writer.write_bootstrap(self.settings), self.settings.admin_port, self.run_dir / "envoy.log")
             self.actuator.publish()
             self.envoy.start()
-            self.control_plane = ControlPlane(managed, self.actuator, [self.admin_url], on_tick=self.actuator.reconcile)
+            self.control_plane = ControlPlane(
+                managed, self.actuator, [self.admin_url], on_tick=self.actuator.reconcile, on_latency=self.actuator.observe_latency
+            )
             self.metrics_server, _ = start_http_server(self.metrics_port, addr=LOOPBACK, registry=self.control_plane.registry)
             self.loop = threading.Thread(target=self.control_plane.run, args=(self.stop_event,), daemon=True, name="control-plane")
             self.loop.start()

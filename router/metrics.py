@@ -9,7 +9,7 @@ import urllib.request
 from collections import defaultdict
 from dataclasses import dataclass
 
-STATS_FILTER = r"^cluster\.model-.*\.upstream_rq_(active|pending_active)$"
+STATS_FILTER = r"^cluster\.model-[^.]*\.upstream_rq_(active|pending_active|time)$"
 
 
 @dataclass(frozen=True)
@@ -17,6 +17,25 @@ class Load:
     active: float = 0.0
     pending: float = 0.0
     routers_seen: int = 0
+    latency_ms: float | None = None  # median service time seen by the routers (the slowest router's)
+
+
+def parse_latency(payload: dict) -> dict[str, float]:
+    """Median `upstream_rq_time` per cluster from the histograms of `/stats?format=json`."""
+    medians: dict[str, float] = {}
+    for stat in payload.get("stats", []):
+        histograms = stat.get("histograms")
+        if not histograms:
+            continue
+        median = histograms.get("supported_quantiles", []).index(50) if 50 in histograms.get("supported_quantiles", []) else None
+        for series in histograms.get("computed_quantiles", []):
+            name = series.get("name", "")
+            if median is None or not name.endswith(".upstream_rq_time") or ".external." in name:
+                continue
+            value = series["values"][median].get("cumulative")
+            if value:
+                medians[name[len("cluster."):].rsplit(".", 1)[0]] = float(value)
+    return medians
 
 
 def parse_stats(payload: dict) -> dict[str, tuple[float, float]]:
@@ -41,12 +60,14 @@ def collect(admin_urls: list[str], timeout: float = 0.5) -> dict[str, Load]:
     for url in admin_urls:
         try:
             with urllib.request.urlopen(f"{url}/stats?{query}", timeout=timeout) as response:
-                per_cluster = parse_stats(json.load(response))
+                payload = json.load(response)
         except (urllib.error.URLError, OSError, ValueError):
             continue
-        for cluster, (active, pending) in per_cluster.items():
+        latencies = parse_latency(payload)
+        for cluster, (active, pending) in parse_stats(payload).items():
             seen = totals.get(cluster, Load())
-            totals[cluster] = Load(seen.active + active, seen.pending + pending, seen.routers_seen + 1)
+            latency = max((x for x in (seen.latency_ms, latencies.get(cluster)) if x is not None), default=None)
+            totals[cluster] = Load(seen.active + active, seen.pending + pending, seen.routers_seen + 1, latency)
     return totals
 
 

@@ -210,3 +210,33 @@ def test_control_loop_scales_on_change_exports_metrics_and_keeps_the_window_acro
 
     plane.set_services([])  # the model Service was deleted
     assert "alpha" not in generate_latest(plane.registry).decode()
+
+
+def test_parse_latency_reads_the_median_service_time():
+    from router.metrics import parse_latency
+
+    quantiles = [0, 25, 50, 75, 90, 95, 99, 99.5, 99.9, 100]
+    series = lambda name, median: {"name": name, "values": [{"cumulative": median if q == 50 else 1.0} for q in quantiles]}  # noqa: E731
+    payload = {"stats": [
+        {"name": "cluster.model-models-a.upstream_rq_active", "value": 0},
+        {"histograms": {"supported_quantiles": quantiles, "computed_quantiles": [
+            series("cluster.model-models-a.upstream_rq_time", 42.0),
+            series("cluster.model-models-a.external.upstream_rq_time", 99.0),
+        ]}},
+    ]}
+    assert parse_latency(payload) == {"model-models-a": 42.0}
+
+
+def test_observed_latency_resizes_the_queue_only_when_it_changes(tmp_path):
+    from router.actuators import LocalProcesses, LocalService
+    from router.envoy import ConfigWriter
+    from router.spec import RouterSettings
+
+    settings = RouterSettings(config_dir=tmp_path, listen_port=1, admin_port=2)
+    route = ServiceRoute("alpha", auth="none", max_queue_wait_ms=500)
+    actuator = LocalProcesses([LocalService(route, lambda port: [])], ConfigWriter(tmp_path), settings, tmp_path / "logs")
+    actuator.publish()
+    assert route.queue_capacity() == 1  # unknown service time: one queued request per slot
+    assert actuator.observe_latency({"alpha": 10.0}) is True  # 10 ms per request: 50 may wait 500 ms
+    assert actuator.routes()[0].queue_capacity() == 50
+    assert actuator.observe_latency({"alpha": 9.9}) is False  # same queue size (50): nothing rewritten
