@@ -21,6 +21,8 @@ from serving.images import ServiceImage
 from serving.local_server import worker_timeout_seconds
 
 ROUTER_NAMESPACE = "aks-inference"
+MODEL_COUNT_ANNOTATION = "aks-inference/model-count"
+PURPOSE_LABEL = "aks-inference/purpose"
 ROUTER_APP = "aks-inference-router"
 MODEL_PORT = 5001
 BUILD_DIR = Path(__file__).resolve().parent.parent / ".build"
@@ -87,7 +89,7 @@ class ModelWorkloads(pulumi.ComponentResource):
         deployment = service.deployment
         namespace = service.namespace
         app = f"model-{service.name}"
-        labels = {"app.kubernetes.io/name": app, "app.kubernetes.io/part-of": "aks-inference", MODEL_SERVICE_LABEL: "true"}
+        labels = {"app.kubernetes.io/name": app, "app.kubernetes.io/part-of": "aks-inference", MODEL_SERVICE_LABEL: "true", PURPOSE_LABEL: config.purpose}
         child = pulumi.ResourceOptions(parent=self)
 
         context = args.image.write_context(BUILD_DIR / service.name, args.environment_image)
@@ -184,11 +186,15 @@ class ModelWorkloads(pulumi.ComponentResource):
                 "name": app,
                 "namespace": namespace,
                 "labels": labels,
-                "annotations": annotations_for(
-                    name=service.name, auth=service.auth_mode, keys_secret=keys_secret,
-                    scoring_timeout_ms=service.scoring_timeout_ms, max_concurrent=service.max_concurrent,
-                    max_queue_wait_ms=service.max_queue_wait_ms, deployment=app, autoscale=autoscale,
-                ),
+                "annotations": {
+                    **annotations_for(
+                        name=service.name, auth=service.auth_mode, keys_secret=keys_secret,
+                        scoring_timeout_ms=service.scoring_timeout_ms, max_concurrent=service.max_concurrent,
+                        max_queue_wait_ms=service.max_queue_wait_ms, deployment=app, autoscale=autoscale,
+                    ),
+                    # For policy: v1 allowed at most 1,000 models per service (one top-level entry each).
+                    MODEL_COUNT_ANNOTATION: str(len({f.split("/", 1)[0] for f in args.image.model_files})),
+                },
             },
             spec={"type": "ClusterIP", "selector": {"app.kubernetes.io/name": app}, "ports": [{"name": "http", "port": MODEL_PORT, "targetPort": "http"}]},
             opts=child,
