@@ -149,7 +149,7 @@ def diff(previous: Mapping | None, current: Mapping) -> list[tuple[str, str, lis
 
 def policy_config(previous: Mapping | None, run: OfflineRun, overrides: Mapping[str, Any]) -> dict:
     """Overrides as in `--policy-pack-config`, plus what only the plan knows: the previous
-    network profiles of protected clusters and the stack's registry login server."""
+    network profiles of protected clusters, the registry login server and the egress allowlist."""
     config = {name: ({"enforcementLevel": value} if isinstance(value, str) else dict(value))
               for name, value in overrides.items()}
     previous_profiles = {r["name"]: r["inputs"].get("networkProfile") or {}
@@ -157,6 +157,9 @@ def policy_config(previous: Mapping | None, run: OfflineRun, overrides: Mapping[
                          if r["type"] == "azure-native:containerservice:ManagedCluster" and r["protect"]}
     if previous_profiles:
         config.setdefault("protected-cluster-force-new-change", {})["previous"] = previous_profiles
+    allowlist = sorted({rule["destination"] for rule in run.outputs.get("egressAllowlist") or []})
+    if allowlist:
+        config.setdefault("udr-egress-allowlist-covered", {})["allowlist"] = allowlist
     registries = run.of_type("azure-native:containerregistry:Registry")
     if len(registries) == 1 and registries[0].outputs.get("loginServer"):
         config.setdefault("images-from-acr-pinned", {})["registry"] = registries[0].outputs["loginServer"]

@@ -20,7 +20,7 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 
-from components.vmsizes import retirement
+from components.vmsizes import retirement, vcpus
 
 MANDATORY, ADVISORY = EnforcementLevel.MANDATORY, EnforcementLevel.ADVISORY
 CLUSTER = "azure-native:containerservice:ManagedCluster"
@@ -51,6 +51,17 @@ def _get(props: Any, *path: str, default: Any = None) -> Any:
         if props is None:
             return default
     return props
+
+
+def _plain(value: Any) -> Any:
+    """The analyzer hands rules read-only proxies; JSON needs plain dicts and lists."""
+    if isinstance(value, str):
+        return value
+    if hasattr(value, "items"):
+        return {key: _plain(item) for key, item in value.items()}
+    if hasattr(value, "__iter__"):
+        return [_plain(item) for item in value]
+    return value
 
 
 def _purpose(props: Any) -> str | None:
@@ -145,16 +156,11 @@ def _retired_sizes(p, _):
             yield f"pool {name}: {pool['vmSize']} retired on {retired.retired_on}; use {retired.successor}"
 
 
-def _vcpus(size: str) -> int:
-    match = re.match(r"^Standard_[A-Z]+?(\d+)", size or "")
-    return int(match.group(1)) if match else 0
-
-
 def _devtest_vcpus(p, config):
     limit = config.get("maxVcpus", 12)
     if _purpose(p) != "DevTest":
         return
-    total = sum(_vcpus(pool.get("vmSize")) * int(pool.get("count") or 0) for _, pool in _pool_sizes(p))
+    total = sum((vcpus(pool.get("vmSize") or "") or 0) * int(pool.get("count") or 0) for _, pool in _pool_sizes(p))
     if total >= limit:
         yield f"DevTest cluster has {total} vCPUs (limit {limit})"
 
@@ -194,20 +200,22 @@ def _threat_intel(p, _):
 
 
 def _udr_covered(args, report_violation):
-    """UDR egress needs firewall allow rules, or the nodes cannot reach what the platform needs."""
+    """UDR egress needs firewall allow rules, or the nodes cannot reach what the platform needs.
+
+    Config `allowlist`: the destinations of the platform's egress allowlist (the plan passes the
+    program's `egressAllowlist` output), each of which must appear in a rule collection."""
     clusters = [r for r in args.resources if r.resource_type == CLUSTER]
     udr = [c for c in clusters if _get(c.props, "networkProfile", "outboundType") == "userDefinedRouting"]
     if not udr:
         return
-    allowed = {json.dumps(r.props.get("ruleCollections"), sort_keys=True, default=str)
+    allowed = {json.dumps(_plain(r.props.get("ruleCollections")), sort_keys=True)
                for r in args.resources if r.resource_type == RULE_GROUP}
-    required = (args.get_config().get("requiredFqdns") or [])
     text = " ".join(allowed)
-    missing = [fqdn for fqdn in required if fqdn not in text]
+    missing = [entry for entry in args.get_config().get("allowlist") or [] if json.dumps(entry) not in text]
     if not allowed:
         report_violation("outboundType userDefinedRouting but no firewall rule collection group", udr[0].urn)
-    for fqdn in missing:
-        report_violation(f"egress allowlist entry {fqdn} is not in any firewall rule", udr[0].urn)
+    for entry in missing:
+        report_violation(f"egress allowlist entry {entry} is not in any firewall rule", udr[0].urn)
 
 
 # --- Kubernetes workloads ---------------------------------------------------------------------------
@@ -232,11 +240,13 @@ def _model_auth(p, _):
 def _router_tls(args, report_violation):
     routers = [r for r in args.resources if r.resource_type == DEPLOYMENT
                and _labels(r.props).get("app.kubernetes.io/name") == ROUTER_NAME]
+    tls_secrets = {_get(r.props, "metadata", "name") for r in args.resources
+                   if r.resource_type == "kubernetes:core/v1:Secret" and r.props.get("type") == "kubernetes.io/tls"}
     production = any(_is_production(r.props) for r in args.resources if r.resource_type == CLUSTER)
     for router in routers if production else []:
-        text = json.dumps(_get(router.props, "spec", "template", "spec", default={}), default=str)
-        if "tls" not in text:
-            report_violation("the production router mounts no TLS certificate", router.urn)
+        volumes = _get(router.props, "spec", "template", "spec", "volumes", default=[])
+        if not any(_get(v, "secret", "secretName") in tls_secrets for v in volumes):
+            report_violation("the production router mounts no kubernetes.io/tls Secret", router.urn)
 
 
 _DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
@@ -280,7 +290,7 @@ def _security(p, _):
 
 def _gpu(p, _):
     pod = _get(p, "spec", "template", "spec", default={}) or {}
-    selects_gpu = GPU in json.dumps(pod.get("nodeSelector") or {}) or \
+    selects_gpu = GPU in json.dumps(_plain(pod.get("nodeSelector") or {})) or \
         any(_get(c, "resources", "limits", GPU) for c in pod.get("containers") or [])
     if not _is_model(p) or not selects_gpu:
         return
@@ -364,7 +374,7 @@ ALL = [
     StackValidationPolicy(name="udr-egress-allowlist-covered",
                           description="With userDefinedRouting egress, the firewall rules must cover the platform's egress allowlist: add the missing entries to network.egress.",
                           enforcement_level=MANDATORY, validate=_udr_covered,
-                          config_schema=_schema(requiredFqdns={"type": "array", "items": {"type": "string"}})),
+                          config_schema=_schema(allowlist={"type": "array", "items": {"type": "string"}})),
     StackValidationPolicy(name="no-hpa-on-model-deployments",
                           description="Model Deployments are scaled by the router's autoscaler: remove the HorizontalPodAutoscaler (only the router may have one).",
                           enforcement_level=MANDATORY, validate=_hpa_on_model),
