@@ -1,7 +1,17 @@
-"""The CrossGuard entry point: `pulumi preview --policy-pack policies`. Serves forever; never import it in tests."""
+"""Entry point for `pulumi preview --policy-pack policies`: only builds the pack (it serves forever).
 
-from pulumi_policy import EnforcementLevel, PolicyPack
+The CLI runs this file with `policies/` as the script directory, so the repository root is
+put on the path for `policies.rules` and `components.vmsizes`.
+"""
 
-from policies.rules import ALL
+import sys
+from pathlib import Path
 
-PolicyPack(name="aks-inference", enforcement_level=EnforcementLevel.ADVISORY, policies=ALL)
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from pulumi_policy import EnforcementLevel, PolicyPack  # noqa: E402
+
+from policies.analyzer import PACK  # noqa: E402
+from policies.rules import ALL  # noqa: E402
+
+PolicyPack(name=PACK, enforcement_level=EnforcementLevel.ADVISORY, policies=ALL)

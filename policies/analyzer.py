@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import yaml
 from google.protobuf import json_format, struct_pb2
 from pulumi.runtime.proto import analyzer_pb2
 from pulumi_policy import EnforcementLevel
@@ -21,7 +23,7 @@ from components.offline import CapturedResource
 from policies.rules import ALL
 
 PACK = "aks-inference"
-VERSION = "0.1.0"
+VERSION = yaml.safe_load((Path(__file__).parent / "PulumiPolicy.yaml").read_text())["version"]
 LEVELS = ("mandatory", "advisory")
 _WIRE_LEVEL = {"advisory": 0, "mandatory": 1, "disabled": 2, "remediate": 3}
 
