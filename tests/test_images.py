@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from serving import hashing
 from serving.hashing import IgnoreRules, StatCache, included_files
 from serving.images import ServiceImage, environment_for, service_image
 from serving.v1 import load_service
@@ -119,12 +120,23 @@ def test_build_contexts_hold_exactly_the_hashed_files(service_dir, tmp_path):
     assert environment_for(service).tag == image.environment.tag
 
 
-def test_cache_skips_reading_an_unchanged_large_file_and_never_hides_a_change(tmp_path):
+def test_a_racy_entry_is_never_cached(tmp_path):
+    fresh = tmp_path / "weights.bin"
+    fresh.write_bytes(b"x" * 64)  # ctime is now: a same-size rewrite could keep every stat field
+    cache = StatCache()
+    cache.digest(fresh)
+    cache.digest(fresh)
+    assert cache.reads == 2 and cache.entries == {}
+
+
+def test_cache_skips_reading_an_unchanged_large_file_and_never_hides_a_change(tmp_path, monkeypatch):
     big = tmp_path / "model.bin"
     with open(big, "wb") as handle:  # sparse 1 GiB: no disk or CPU spent making it
         handle.truncate(1 << 30)
     old = time.time() - 3600
     os.utime(big, (old, old))
+    later = time.time() + 60  # hash "a minute later", so the utime's ctime is no longer racy
+    monkeypatch.setattr(hashing.time, "time", lambda: later)
     cache_file = tmp_path / "cache.json"
     first = StatCache(cache_file)
     digest = first.digest(big)
@@ -141,7 +153,10 @@ def test_cache_skips_reading_an_unchanged_large_file_and_never_hides_a_change(tm
     os.utime(small, (old, old))
     cache = StatCache(cache_file)
     before = cache.digest(small)
+    reads = cache.reads
+    assert cache.digest(small) == before and cache.reads == reads  # cached: the next check is on ctime alone
     stat = small.stat()
+    time.sleep(0.05)  # past the kernel's ctime tick (jiffies), so only the ctime differs
     small.write_bytes(b"b" * 64)  # same size, then the old mtime put back: only ctime tells
     os.utime(small, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     assert cache.digest(small) != before
