@@ -400,3 +400,13 @@ ALL = [
     _resource("scoring-timeout-below-worker-timeout", "The scoring timeout must be below the model server's worker timeout, or workers are killed mid-request: lower scoringTimeoutMs.",
               MANDATORY, (DEPLOYMENT,), _scoring_timeout),
 ]
+
+
+def markdown_table() -> str:
+    """The rule table of docs/policies.md (a test keeps the document current)."""
+    lines = ["| Rule | Level | Kind | Config | What it checks and how to fix it |", "|---|---|---|---|---|"]
+    for policy in ALL:
+        kind = "stack" if isinstance(policy, StackValidationPolicy) else "resource"
+        config = ", ".join(f"`{key}`" for key in sorted(policy.config_schema.properties)) if policy.config_schema else ""
+        lines.append(f"| `{policy.name}` | {policy.enforcement_level.value} | {kind} | {config} | {policy.description} |")
+    return "\n".join(lines)

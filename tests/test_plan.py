@@ -48,13 +48,12 @@ def test_gpu_pool_vm_size_change_replaces_only_that_pool(tmp_path):
 def test_network_plugin_change_replaces_the_cluster_and_is_blocked(tmp_path):
     plan("prod", tmp_path)
     config = stack_config("prod")
-    config["aks-inference:network"]["plugin"] = "azure"
-    config["aks-inference:network"].pop("podCidr")
+    config["aks-inference:network"]["plugin"] = "kubenet"
     code, output = plan("prod", tmp_path, config)
     cluster = [line for line in change_lines(output) if "ManagedCluster" in line]
-    assert len(cluster) == 1 and cluster[0].startswith("+- ") and "networkProfile.networkPlugin" in cluster[0]
+    assert len(cluster) == 1 and cluster[0].startswith("+- ") and "networkProfile.networkPlugin," in cluster[0]
     assert code == 1
-    assert "[protected-cluster-force-new-change] aks-inference-cluster-aks: networkProfile.networkPlugin" in output
+    assert "[protected-cluster-force-new-change] aks-inference-cluster-aks: networkProfile.networkPlugin 'azure' -> 'kubenet'" in output
 
 
 def test_model_file_change_updates_only_that_services_image_and_deployment(tmp_path):

@@ -10,9 +10,9 @@ from collections.abc import Callable
 
 import pytest
 
-from components.offline import CapturedResource
+from components.offline import ROOT, CapturedResource
 from policies.analyzer import analyze
-from policies.rules import ALL
+from policies.rules import ALL, markdown_table
 from tests.pulumi_harness import run_program
 
 CLUSTER = "azure-native:containerservice:ManagedCluster"
@@ -205,3 +205,7 @@ def test_policy_config_overrides_levels_like_policy_pack_config(stacks):
     big = edit(CLUSTER, setter("agentPoolProfiles.0.count", 2))(stacks["dev"])
     assert "devtest-cluster-size" not in _violations(big, {})
     assert "devtest-cluster-size" in _violations(big, {"devtest-cluster-size": {"maxVcpus": 8}})
+
+
+def test_docs_rule_table_is_current():
+    assert markdown_table() in (ROOT / "docs" / "policies.md").read_text()
