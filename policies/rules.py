@@ -367,8 +367,10 @@ ALL = [
               ADVISORY, (CLUSTER, AGENT_POOL), _devtest_vcpus, _schema(maxVcpus=_LIMIT_SCHEMA)),
     _resource("acr-admin-disabled", "Disable the ACR admin user (adminUserEnabled=false); pull with the kubelet identity.",
               MANDATORY, (REGISTRY,), _acr_admin),
-    _resource("acr-no-public-access-production", "FastProd/DenseProd registries must set publicNetworkAccess=Disabled and use a private endpoint.",
-              MANDATORY, (REGISTRY,), _acr_public),
+    # Advisory until the platform creates the ACR private endpoint: without one, turning public access off
+    # stops nodes pulling images. Raise it per stack with --policy-pack-config once you add the endpoint.
+    _resource("acr-no-public-access-production", "FastProd/DenseProd registries should set publicNetworkAccess=Disabled behind a private endpoint (registry.publicNetworkAccess: false).",
+              ADVISORY, (REGISTRY,), _acr_public),
     _resource("firewall-threat-intel-deny", "Set the firewall policy's threatIntelMode to Deny.",
               MANDATORY, (FIREWALL_POLICY,), _threat_intel),
     StackValidationPolicy(name="udr-egress-allowlist-covered",
