@@ -88,7 +88,7 @@ class Platform(pulumi.ComponentResource):
             on_cluster = {"kubernetes": self.k8s_provider}
             self.models = ModelServices(
                 f"{name}-models",
-                ModelServicesArgs(config, self.registry_login_server),
+                ModelServicesArgs(config, self.registry_login_server, monitoring=(rg_name, self.monitoring.workspace.id)),
                 opts=pulumi.ResourceOptions(parent=self, providers=on_cluster, depends_on=[self.registry]),
             )
             self.router = RouterCluster(

@@ -37,6 +37,7 @@ class ModelWorkloadsArgs:
     config: StackConfig
     registry_server: str
     key_versions: tuple[int, int] = (0, 0)  # primary, secondary: bump one to rotate it (v1 regen_key)
+    monitoring: tuple[pulumi.Input[str], pulumi.Input[str]] | None = None  # (resource group, Log Analytics id)
 
 
 def image_ref(registry_server: str, repository: str, tag: str) -> str:
@@ -125,6 +126,35 @@ class ModelWorkloads(pulumi.ComponentResource):
                 opts=child,
             )
 
+        telemetry_env = []
+        if deployment.app_insights_enabled and args.monitoring:
+            # v1 enableAppInsights: a workspace-based Application Insights component per service.
+            import pulumi_azure_native.applicationinsights as applicationinsights
+
+            resource_group, workspace_id = args.monitoring
+            insights = applicationinsights.Component(
+                f"{name}-appinsights",
+                resource_name_=f"appi-{app}",
+                resource_group_name=resource_group,
+                location=config.location,
+                kind="web",
+                application_type="web",
+                ingestion_mode="LogAnalytics",
+                workspace_resource_id=workspace_id,
+                opts=child,
+            )
+            k8s.core.v1.Secret(
+                f"{name}-appinsights",
+                metadata={"name": f"{app}-appinsights", "namespace": namespace, "labels": labels},
+                type="Opaque",
+                string_data={"instrumentationKey": pulumi.Output.secret(insights.instrumentation_key)},
+                opts=child,
+            )
+            telemetry_env = [
+                {"name": "AML_APP_INSIGHTS_ENABLED", "value": "true"},
+                {"name": "AML_APP_INSIGHTS_KEY", "valueFrom": {"secretKeyRef": {"name": f"{app}-appinsights", "key": "instrumentationKey"}}},
+            ]
+
         autoscale = settings_for(service, config.purpose)
         gpu = bool(deployment.gpu_count)
         key, rest = GPU_TAINT.split("=", 1)
@@ -142,6 +172,7 @@ class ModelWorkloads(pulumi.ComponentResource):
                         {"name": "WORKER_COUNT", "value": str(service.max_concurrent)},
                         {"name": "SCORING_TIMEOUT_MS", "value": str(service.scoring_timeout_ms)},
                         {"name": "WORKER_TIMEOUT", "value": str(worker_timeout_seconds(service.scoring_timeout_ms))},
+                        *telemetry_env,
                     ],
                     "resources": _resources(deployment),
                     "livenessProbe": _probe(deployment),
@@ -232,6 +263,7 @@ class ModelWorkloads(pulumi.ComponentResource):
 class ModelServicesArgs:
     config: StackConfig
     registry_server: str
+    monitoring: tuple[pulumi.Input[str], pulumi.Input[str]] | None = None  # (resource group, Log Analytics id)
 
 
 class ModelServices(pulumi.ComponentResource):
@@ -272,6 +304,7 @@ class ModelServices(pulumi.ComponentResource):
                 ModelWorkloadsArgs(
                     service, images[service.name], ref, build, config, args.registry_server,
                     key_versions=(entry.key_rotation.primary, entry.key_rotation.secondary),
+                    monitoring=args.monitoring,
                 ),
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[self.namespaces[service.namespace]]),
             )

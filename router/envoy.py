@@ -235,6 +235,9 @@ def _sds(settings: RouterSettings) -> dict:
                 "tls_certificate": {
                     "certificate_chain": {"filename": settings.tls.cert_path},
                     "private_key": {"filename": settings.tls.key_path},
+                    # A mounted Kubernetes Secret is updated by swapping a symlink in its directory:
+                    # watching the directory reloads both files together, with no restart.
+                    "watched_directory": {"path": str(Path(settings.tls.cert_path).parent)},
                 },
             }
         ]

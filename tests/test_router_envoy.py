@@ -374,3 +374,39 @@ def test_tls_terminates_and_the_certificate_rotates_without_restart(envoy_router
     assert served_serial()[0] == second_serial
     assert served_serial(ssl.TLSVersion.TLSv1_2) == (second_serial, "TLSv1.2")  # azureml-fe's only version still served
     assert router.envoy.process.pid == pid
+
+
+def test_certificate_files_replaced_in_place_rotate_without_restart(envoy_router, fake_model, tmp_path):
+    """How a mounted Kubernetes Secret changes: same file names, new content, no config rewrite."""
+    import shutil
+    import socket
+    import ssl
+
+    from cryptography import x509
+
+    tls_dir = tmp_path / "mounted"
+    tls_dir.mkdir()
+    cert, key, first = self_signed(tmp_path, "first")
+    shutil.copy(cert, tls_dir / "tls.crt")
+    shutil.copy(key, tls_dir / "tls.key")
+    router = envoy_router([with_endpoints(ServiceRoute("alpha", auth="none"), fake_model())],
+                          tls=TlsSettings(str(tls_dir / "tls.crt"), str(tls_dir / "tls.key")))
+
+    def serial():
+        context = ssl.create_default_context()
+        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+        with socket.create_connection(("127.0.0.1", router.settings.listen_port), timeout=5) as raw, context.wrap_socket(raw) as tls:
+            return x509.load_der_x509_certificate(tls.getpeercert(binary_form=True)).serial_number
+
+    assert serial() == first
+    new_cert, new_key, second = self_signed(tmp_path, "second")
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    shutil.copy(new_cert, staging / "tls.crt")
+    shutil.copy(new_key, staging / "tls.key")
+    for name in ("tls.key", "tls.crt"):  # atomic renames into the watched directory, as the kubelet does
+        (staging / name).rename(tls_dir / name)
+    deadline = time.monotonic() + 5
+    while serial() != second and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert serial() == second

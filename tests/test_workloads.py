@@ -119,3 +119,19 @@ def test_discovery_reads_exactly_what_the_program_creates(dev_run):
     # Only router pods may reach the model pods.
     policy = dev_run.one("kubernetes:networking.k8s.io/v1:NetworkPolicy").inputs["spec"]
     assert policy["ingress"][0]["from"][0]["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": "aks-inference-router"}}
+
+
+def test_enable_app_insights_wires_a_workspace_component_and_the_server_settings():
+    run = run_program("dev", with_config("dev", models=[{**DIABETES, "deployment": {"appInsightsEnabled": True}}]))
+    assert run.error is None, run.error
+    component = run.one("azure-native:applicationinsights:Component")
+    workspace = run.one("azure-native:operationalinsights:Workspace")
+    assert component.inputs["workspaceResourceId"] == workspace.outputs["id"] and component.inputs["ingestionMode"] == "LogAnalytics"
+    env = {e["name"]: e for e in run.one(DEPLOYMENT, "aks-inference-models-diabetes-deployment").inputs["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["AML_APP_INSIGHTS_ENABLED"]["value"] == "true"
+    assert env["AML_APP_INSIGHTS_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "model-diabetes-appinsights", "key": "instrumentationKey"}
+    secret = run.one(SECRET, "aks-inference-models-diabetes-appinsights")
+    assert secret.inputs["stringData"]["instrumentationKey"] == component.outputs["instrumentationKey"]
+    assert "stringData" in {p.split(".")[0] for p in secret.secret_paths}
+    for resource in manifests(run):
+        kubernetes_validate.validate(resource.inputs, KUBERNETES_VERSION, strict=True)
