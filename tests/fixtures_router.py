@@ -62,7 +62,10 @@ class FakeModel:
                 if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
                     total = 0
                     while True:
-                        size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                        line = self.rfile.readline()
+                        if not line:  # the sender reset mid-body: no complete request arrived
+                            raise ConnectionResetError("chunked body cut off")
+                        size = int(line.split(b";")[0].strip() or b"0", 16)
                         if size == 0:
                             self.rfile.readline()
                             return total
