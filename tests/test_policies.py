@@ -210,3 +210,4 @@ def test_policy_config_overrides_levels_like_policy_pack_config(stacks):
 
 def test_docs_rule_table_is_current():
     assert markdown_table() in (ROOT / "docs" / "policies.md").read_text()
+    assert markdown_table() in (ROOT / "README.md").read_text()
