@@ -14,21 +14,13 @@ import pulumi_kubernetes as k8s
 from components.azure_roles import NETWORK_CONTRIBUTOR, assignment_name, role_definition_id
 from components.config import ACCELERATOR_LABEL, GPU_TAINT, PoolConfig, StackConfig
 from components.names import Names
+from components.replacement import FORCE_NEW_NETWORK_FIELDS
 
 SYSTEM_POOL = "system"
 NVIDIA_DEVICE_PLUGIN_IMAGE = "nvcr.io/nvidia/k8s-device-plugin:v0.18.0"
-# Network-profile fields azure-native treats as force-new: set every one explicitly so a
-# provider default can never flip and replace the cluster.
-FORCE_NEW_NETWORK_FIELDS = (
-    "networkPlugin",
-    "networkPluginMode",
-    "networkPolicy",
-    "networkDataplane",
-    "podCidr",
-    "serviceCidr",
-    "dnsServiceIP",
-    "outboundType",
-)
+# Force-new network fields we set explicitly, so a provider default can never flip and replace the
+# cluster. Not used: serviceCidrs (dual-stack; we set the single serviceCidr) and networkMode (legacy CNI bridge).
+EXPLICIT_NETWORK_FIELDS = tuple(f for f in FORCE_NEW_NETWORK_FIELDS if f not in ("serviceCidrs", "networkMode"))
 
 
 @dataclass

@@ -6,6 +6,9 @@ import hashlib
 from dataclasses import dataclass
 
 
+PURPOSE_TAG = "aks-inference/purpose"  # on every Azure resource and model workload; policies read it
+
+
 @dataclass(frozen=True)
 class Names:
     project: str
@@ -28,4 +31,4 @@ class Names:
 
     def tags(self, purpose: str) -> dict[str, str]:
         """Tags on every Azure resource; policies read the purpose from them."""
-        return {"aks-inference/purpose": purpose, "aks-inference/stack": self.stack, "managed-by": "pulumi"}
+        return {PURPOSE_TAG: purpose, "aks-inference/stack": self.stack, "managed-by": "pulumi"}

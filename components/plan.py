@@ -18,17 +18,9 @@ import yaml
 
 from components.offline import CapturedResource, OfflineRun, run_program
 from policies.analyzer import LEVELS, analyze
-from policies.rules import FORCE_NEW_NETWORK_FIELDS
+from components.replacement import FORCE_NEW
 
 REDACTED = "[secret]"
-# Inputs Azure cannot change in place: a change replaces the resource (azure-aks-network-gpu.md §1.2).
-FORCE_NEW = {
-    "azure-native:containerservice:ManagedCluster": (
-        "dnsPrefix", "location", "nodeResourceGroup", "linuxProfile", "windowsProfile",
-        *(f"networkProfile.{field}" for field in FORCE_NEW_NETWORK_FIELDS),
-    ),
-    "azure-native:containerservice:AgentPool": ("vmSize", "gpuInstanceProfile"),
-}
 
 
 def _path_value(value: Any, dotted: str) -> Any:

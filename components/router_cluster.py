@@ -10,7 +10,8 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.config import StackConfig
-from components.workloads import BUILD_DIR, ROUTER_APP, ROUTER_NAMESPACE, content_image, image_ref
+from components.workloads import BUILD_DIR, content_image, image_ref
+from router.discovery import ROUTER_APP, ROUTER_NAMESPACE
 from serving.images import ROUTER_REPOSITORY, router_build_context
 
 CONFIG_DIR = "/etc/envoy/dynamic"

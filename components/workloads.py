@@ -16,14 +16,12 @@ import pulumi_random as random
 
 from components.config import ACCELERATOR_LABEL, GPU_TAINT, StackConfig
 from router.autoscaler import settings_for
-from router.discovery import MODEL_SERVICE_LABEL, annotations_for
+from components.names import PURPOSE_TAG
+from router.discovery import MODEL_SERVICE_LABEL, ROUTER_APP, ROUTER_NAMESPACE, annotations_for
 from serving.images import ServiceImage
 from serving.local_server import worker_timeout_seconds
 
-ROUTER_NAMESPACE = "aks-inference"
 MODEL_COUNT_ANNOTATION = "aks-inference/model-count"
-PURPOSE_LABEL = "aks-inference/purpose"
-ROUTER_APP = "aks-inference-router"
 MODEL_PORT = 5001
 BUILD_DIR = Path(__file__).resolve().parent.parent / ".build"
 
@@ -90,7 +88,7 @@ class ModelWorkloads(pulumi.ComponentResource):
         deployment = service.deployment
         namespace = service.namespace
         app = f"model-{service.name}"
-        labels = {"app.kubernetes.io/name": app, "app.kubernetes.io/part-of": "aks-inference", MODEL_SERVICE_LABEL: "true", PURPOSE_LABEL: config.purpose}
+        labels = {"app.kubernetes.io/name": app, "app.kubernetes.io/part-of": "aks-inference", MODEL_SERVICE_LABEL: "true", PURPOSE_TAG: config.purpose}
         child = pulumi.ResourceOptions(parent=self)
 
         context = args.image.write_context(BUILD_DIR / service.name, args.environment_image)

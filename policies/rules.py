@@ -20,7 +20,11 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 
+from components.names import PURPOSE_TAG as PURPOSE
+from components.replacement import FORCE_NEW_NETWORK_FIELDS
 from components.vmsizes import retirement, vcpus
+from router.discovery import MODEL_SERVICE_LABEL as MODEL_LABEL
+from router.discovery import ROUTER_APP as ROUTER_NAME
 
 MANDATORY, ADVISORY = EnforcementLevel.MANDATORY, EnforcementLevel.ADVISORY
 CLUSTER = "azure-native:containerservice:ManagedCluster"
@@ -32,15 +36,7 @@ DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 SERVICE = "kubernetes:core/v1:Service"
 HPA_TYPES = ("kubernetes:autoscaling/v2:HorizontalPodAutoscaler", "kubernetes:autoscaling/v1:HorizontalPodAutoscaler")
 PRODUCTION = ("FastProd", "DenseProd")
-PURPOSE = "aks-inference/purpose"
-MODEL_LABEL = "aks-inference/model-service"
-ROUTER_NAME = "aks-inference-router"
 GPU = "nvidia.com/gpu"
-# ManagedCluster network-profile fields Azure cannot change in place (azure-aks-network-gpu.md §1.2).
-FORCE_NEW_NETWORK_FIELDS = (
-    "serviceCidr", "serviceCidrs", "dnsServiceIP", "networkMode", "networkPlugin",
-    "networkPluginMode", "podCidr", "networkDataplane", "networkPolicy", "outboundType",
-)
 
 
 def _get(props: Any, *path: str, default: Any = None) -> Any:

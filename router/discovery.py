@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from router.autoscaler import AutoscaleSettings
 from router.spec import Endpoint, ServiceRoute
 
+ROUTER_APP = "aks-inference-router"  # the router's Deployment, Service and pod label app.kubernetes.io/name
+ROUTER_NAMESPACE = "aks-inference"
 PREFIX = "aks-inference/"
 MODEL_SERVICE_LABEL = PREFIX + "model-service"
 SERVICE_NAME = PREFIX + "service-name"

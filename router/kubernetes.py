@@ -18,7 +18,7 @@ from prometheus_client import start_http_server
 
 from router.actuators import KubernetesScaler
 from router.controlplane import ControlPlane, ManagedService
-from router.discovery import MODEL_SERVICE_LABEL, SERVICE_NAME_LABEL, discover
+from router.discovery import MODEL_SERVICE_LABEL, ROUTER_APP, ROUTER_NAMESPACE, SERVICE_NAME_LABEL, discover
 from router.envoy import ConfigWriter
 from router.metrics import Load, collect
 from router.leader import KubernetesLeases, LeaderElector
@@ -56,8 +56,8 @@ def main() -> int:
     core, discovery_api = client.CoreV1Api(), client.DiscoveryV1Api()
     apps, coordination = client.AppsV1Api(), client.CoordinationV1Api()
     namespaces = [n for n in os.environ.get("AKSINF_MODEL_NAMESPACES", "models").split(",") if n]
-    own_namespace = os.environ.get("AKSINF_NAMESPACE", "aks-inference")
-    router_service = os.environ.get("AKSINF_ROUTER_SERVICE", "aks-inference-router")
+    own_namespace = os.environ.get("AKSINF_NAMESPACE", ROUTER_NAMESPACE)
+    router_service = os.environ.get("AKSINF_ROUTER_SERVICE", ROUTER_APP)
     settings = _settings()
     writer = ConfigWriter(settings.config_dir)
     writer.write_bootstrap(settings)

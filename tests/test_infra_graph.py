@@ -4,7 +4,7 @@ import itertools
 
 import pytest
 
-from components.cluster import FORCE_NEW_NETWORK_FIELDS
+from components.cluster import EXPLICIT_NETWORK_FIELDS
 from components.egress import egress_allowlist
 from components.stack import validate_stack_config
 from tests.pulumi_harness import run_program, with_config
@@ -111,7 +111,7 @@ def test_every_plugin_and_egress_mode(plugin, egress):
     assert run.error is None, run.error
     profile = run.one(AKS).inputs["networkProfile"]
     # Every force-new field that applies to this plugin is set explicitly.
-    applicable = set(FORCE_NEW_NETWORK_FIELDS) - ({"podCidr"} if plugin == "azure" else set())
+    applicable = set(EXPLICIT_NETWORK_FIELDS) - ({"podCidr"} if plugin == "azure" else set())
     applicable -= set() if plugin == "azureOverlay" else {"networkPluginMode"}
     assert applicable <= set(profile)
     assert profile["networkPlugin"] == ("kubenet" if plugin == "kubenet" else "azure")
