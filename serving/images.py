@@ -1,7 +1,8 @@
 """Content-hashed images, like Azure ML v1's: an environment image shared by every service with the
 same environment, and a service image per service on top of it.
 
-environment tag = hash(base image, extra Docker steps, conda file or environment spec, server version)
+environment tag = hash(base image, extra Docker steps, conda file or environment spec, server version,
+                       aksinf_runtime's files and pinned dependencies)
 service tag     = hash(environment tag, every included file's relative path and bytes)
 
 Tags are 20 hex characters (80 bits): collision-free in practice for any registry, short to read.
@@ -14,6 +15,7 @@ import hashlib
 import json
 import shutil
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from string import Template
 
@@ -24,6 +26,17 @@ SERVER_VERSION = "1.5.1"  # azureml-inference-server-http, as pinned in requirem
 DEFAULT_BASE_IMAGE = "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04:latest"
 TEMPLATES = Path(__file__).resolve().parent
 ENVIRONMENT_REPOSITORY = "aksinf/environment"
+RUNTIME_DIR = TEMPLATES.parent / "aksinf_runtime"
+# What aksinf_runtime needs besides the server, as pinned in requirements.lock (a test keeps them equal).
+RUNTIME_PINS = ("azure-storage-blob==12.31.1", "azure-identity==1.27.0")
+
+
+@cache
+def runtime_files() -> tuple[tuple[str, str], ...]:
+    """aksinf_runtime's modules and their sha256: part of every environment image, so of its tag."""
+    return tuple(
+        (path.name, hashlib.sha256(path.read_bytes()).hexdigest()) for path in sorted(RUNTIME_DIR.glob("*.py"))
+    )
 
 
 def _tag(payload: dict) -> str:
@@ -43,17 +56,22 @@ class EnvironmentSpec:
             "steps": self.extra_docker_steps,
             "conda": hashlib.sha256(self.conda).hexdigest(),
             "server": SERVER_VERSION,
+            "runtime": [list(pair) for pair in runtime_files()],
+            "runtime_pins": list(RUNTIME_PINS),
         })
 
     def dockerfile(self) -> str:
         return Template((TEMPLATES / "Dockerfile.environment").read_text()).substitute(
-            base_image=self.base_image, server_version=SERVER_VERSION, extra_docker_steps=self.extra_docker_steps
+            base_image=self.base_image, server_version=SERVER_VERSION, extra_docker_steps=self.extra_docker_steps,
+            runtime_pins=" ".join(RUNTIME_PINS),
         )
 
     def write_context(self, directory: Path) -> Path:
         directory.mkdir(parents=True, exist_ok=True)
         (directory / "Dockerfile").write_text(self.dockerfile())
         (directory / "conda.yml").write_bytes(self.conda)
+        for name, _ in runtime_files():
+            _copy(RUNTIME_DIR / name, directory / "aksinf_runtime" / name)
         return directory
 
 

@@ -11,6 +11,7 @@ Stable CLI (the local actuator and the tests spawn servers through it):
 
     python -m serving.local_server --entry-script PATH --model-dir DIR --port PORT
         [--workers N] [--scoring-timeout-ms MS] [--source-dir DIR]
+        [--service-name NAME] [--collect-model-data DESTINATION [--modeldata-spool DIR]]
 
 - `--entry-script`: the v1 entry script (`init()` / `run()`).
 - `--model-dir`: exported as `AZUREML_MODEL_DIR` (what `init()` reads, as in v1).
@@ -22,6 +23,12 @@ Stable CLI (the local actuator and the tests spawn servers through it):
   `scoringTimeoutMs` default; the bare server would use 3,600,000).
 - `--source-dir`: the app root (`AML_APP_ROOT`, put on `sys.path`, searched for
   `swagger*.json` and `config.json`); defaults to the entry script's folder.
+- `--service-name`: `AKSINF_SERVICE_NAME`, in every log line and in model data paths.
+- `--collect-model-data`: turns model data collection on (`AML_MODEL_DC_STORAGE_ENABLED`) and
+  sends it to DESTINATION (`file:///folder` or the local emulator's
+  `http://127.0.0.1:PORT/<account>/<container>`); `--modeldata-spool` is where batches wait.
+
+Logs are JSON lines carrying the router's request id (`aksinf_runtime.logs`), as in the cluster.
 
 Environment set for the server, as v1 does in its containers:
 `AZUREML_MODEL_DIR`, `AZUREML_ENTRY_SCRIPT`, `AML_APP_ROOT`, `WORKER_COUNT`,
@@ -64,6 +71,9 @@ def command(
     workers: int = DEFAULT_WORKERS,
     scoring_timeout_ms: int = DEFAULT_SCORING_TIMEOUT_MS,
     source_dir: str | os.PathLike[str] | None = None,
+    service_name: str | None = None,
+    collect_model_data: str | None = None,
+    modeldata_spool: str | os.PathLike[str] | None = None,
 ) -> list[str]:
     """The argv that starts one model server (for `subprocess.Popen`)."""
     argv = [
@@ -83,6 +93,12 @@ def command(
     ]
     if source_dir is not None:
         argv += ["--source-dir", str(source_dir)]
+    if service_name is not None:
+        argv += ["--service-name", service_name]
+    if collect_model_data is not None:
+        argv += ["--collect-model-data", collect_model_data]
+    if modeldata_spool is not None:
+        argv += ["--modeldata-spool", str(modeldata_spool)]
     return argv
 
 
@@ -113,7 +129,20 @@ def _parser() -> argparse.ArgumentParser:
         "--scoring-timeout-ms", type=_positive, default=DEFAULT_SCORING_TIMEOUT_MS, help="SCORING_TIMEOUT_MS"
     )
     parser.add_argument("--source-dir", type=Path, help="app root (AML_APP_ROOT); default: the entry script's folder")
+    parser.add_argument("--service-name", help="AKSINF_SERVICE_NAME: in log lines and model data paths")
+    parser.add_argument("--collect-model-data", metavar="DESTINATION", type=_destination, help="turn model data collection on, to this destination")
+    parser.add_argument("--modeldata-spool", type=Path, help="where model data batches wait for upload")
     return parser
+
+
+def _destination(text: str) -> str:
+    from aksinf_runtime.shipping import check_destination
+
+    try:
+        check_destination(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
 
 
 def server_environment(args: argparse.Namespace) -> dict[str, str]:
@@ -121,7 +150,7 @@ def server_environment(args: argparse.Namespace) -> dict[str, str]:
     entry_script = args.entry_script.resolve()
     source_dir = (args.source_dir or entry_script.parent).resolve()
     worker_timeout = worker_timeout_seconds(args.scoring_timeout_ms)
-    return {
+    environment = {
         "AZUREML_MODEL_DIR": str(args.model_dir.resolve()),
         "AZUREML_ENTRY_SCRIPT": str(entry_script),
         "AML_APP_ROOT": str(source_dir),
@@ -130,6 +159,14 @@ def server_environment(args: argparse.Namespace) -> dict[str, str]:
         "WORKER_TIMEOUT": os.environ.get("WORKER_TIMEOUT", str(worker_timeout)),
         "GUNICORN_CMD_ARGS": "--no-control-socket",
     }
+    if args.service_name:
+        environment["AKSINF_SERVICE_NAME"] = args.service_name
+    if args.collect_model_data:
+        environment["AML_MODEL_DC_STORAGE_ENABLED"] = "true"
+        environment["AKSINF_MODELDATA_DESTINATION"] = args.collect_model_data
+        if args.modeldata_spool:
+            environment["AKSINF_MODELDATA_SPOOL"] = str(args.modeldata_spool.resolve())
+    return environment
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -142,21 +179,17 @@ def main(argv: list[str] | None = None) -> None:
     environment = server_environment(args)
     os.environ.update(environment)
 
-    from azureml_inference_server_http import amlserver
+    from aksinf_runtime import serve
 
-    amlserver.DEFAULT_HOST = LOOPBACK
-    sys.argv = [
-        "azmlinfsrv",
-        "--entry_script",
-        environment["AZUREML_ENTRY_SCRIPT"],
-        "--model_dir",
-        environment["AZUREML_MODEL_DIR"],
-        "--port",
-        str(args.port),
-        "--worker_count",
-        str(args.workers),
-    ]
-    amlserver.run()
+    serve.main(
+        [
+            "--entry_script", environment["AZUREML_ENTRY_SCRIPT"],
+            "--model_dir", environment["AZUREML_MODEL_DIR"],
+            "--port", str(args.port),
+            "--worker_count", str(args.workers),
+        ],
+        host=LOOPBACK,
+    )
 
 
 if __name__ == "__main__":

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from serving import hashing
+from components.config import PROJECT_ROOT
+from serving import hashing, images
 from serving.hashing import IgnoreRules, StatCache, included_files
-from serving.images import ServiceImage, environment_for, service_image
+from serving.images import RUNTIME_PINS, EnvironmentSpec, ServiceImage, environment_for, runtime_files, service_image
 from serving.v1 import load_service
 
 SAMPLE = Path(__file__).resolve().parent.parent / "examples" / "models" / "diabetes"
@@ -105,9 +106,12 @@ def test_build_contexts_hold_exactly_the_hashed_files(service_dir, tmp_path):
     service = load_service(service_dir, "diabetes")
     image = service_image(service)
     environment = image.environment.write_context(tmp_path / "env")
-    assert sorted(p.name for p in environment.iterdir()) == ["Dockerfile", "conda.yml"]
+    assert sorted(p.relative_to(environment).as_posix() for p in environment.rglob("*") if p.is_file()) == [
+        "Dockerfile", *(f"aksinf_runtime/{name}" for name, _ in runtime_files()), "conda.yml",
+    ]
     env_dockerfile = (environment / "Dockerfile").read_text()
     assert "azureml-inference-server-http==1.5.1" in env_dockerfile and "useradd --uid 1000" in env_dockerfile
+    assert all(pin in env_dockerfile for pin in RUNTIME_PINS) and "COPY aksinf_runtime/" in env_dockerfile
     context = image.write_context(tmp_path / "svc-ctx", f"acr.example/aksinf/environment:{image.environment.tag}")
     files = sorted(p.relative_to(context).as_posix() for p in context.rglob("*") if p.is_file())
     assert files == sorted(["Dockerfile", *(d[0] for d in image.digests)])
@@ -117,7 +121,20 @@ def test_build_contexts_hold_exactly_the_hashed_files(service_dir, tmp_path):
     assert "USER 1000:1000" in dockerfile and "EXPOSE 5001" in dockerfile
     assert "AZUREML_ENTRY_SCRIPT=svc/score.py" in dockerfile
     assert "AZUREML_MODEL_DIR=/var/azureml-app/azureml-models/diabetes" in dockerfile
+    assert '"python", "-m", "aksinf_runtime.serve"' in dockerfile  # JSON logs with the request id
     assert environment_for(service).tag == image.environment.tag
+
+
+def test_runtime_pins_are_the_locked_versions():
+    locked = set((PROJECT_ROOT / "requirements.lock").read_text().splitlines())
+    assert set(RUNTIME_PINS) <= locked
+
+
+def test_runtime_code_is_part_of_the_environment_tag(monkeypatch):
+    spec = EnvironmentSpec("base", "", b"dependencies: []\n")
+    before = spec.tag
+    monkeypatch.setattr(images, "runtime_files", lambda: (("collector.py", "0" * 64),))
+    assert spec.tag != before
 
 
 def test_a_racy_entry_is_never_cached(tmp_path):
