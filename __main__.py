@@ -22,3 +22,5 @@ pulumi.export("network", platform.network_summary())
 if platform.router:
     pulumi.export("scoringBaseUrl", platform.router.base_url)
     pulumi.export("services", platform.scoring_endpoints())
+    if platform.models.model_data:
+        pulumi.export("modelDataUrl", platform.models.model_data.container_url)

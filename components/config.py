@@ -248,6 +248,13 @@ class MonitoringConfig(Section):
     retention_days: int = Field(default=30, ge=30, le=730)
 
 
+class ModelDataConfig(Section):
+    """The stack's model data storage (created only when a service has `dataCollection.storageEnabled`)."""
+
+    # Delete collected blobs this many days after they were written; None keeps them.
+    retention_days: int | None = Field(default=None, ge=1, le=36500)
+
+
 # Relative `models[].path` values resolve here (the folder with Pulumi.yaml), whatever the working directory.
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -364,6 +371,7 @@ class StackConfig(Section):
     pools: list[PoolConfig] = Field(default_factory=list)
     registry: RegistryConfig = Field(default_factory=RegistryConfig)
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
+    model_data: ModelDataConfig = Field(default_factory=ModelDataConfig)
     defender: bool = True
     router: RouterConfig = Field(default_factory=RouterConfig)
     tls: TlsConfig = Field(default_factory=TlsConfig)

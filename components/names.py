@@ -29,6 +29,13 @@ class Names:
         stem = "".join(ch for ch in f"aksinf{self.stack}" if ch.isalnum()).lower()[:40]
         return f"{stem}{digest}"
 
+    @property
+    def model_data_account(self) -> str:
+        """Storage account names are global, 3-24 lowercase alphanumerics: like `registry`, own salt."""
+        digest = hashlib.sha256(f"{self.project}/{self.stack}/{self.location}/modeldata".encode()).hexdigest()[:8]
+        stem = "".join(ch for ch in f"md{self.stack}" if ch.isalnum()).lower()[:16]
+        return f"{stem}{digest}"
+
     def tags(self, purpose: str) -> dict[str, str]:
         """Tags on every Azure resource; policies read the purpose from them."""
         return {PURPOSE_TAG: purpose, "aks-inference/stack": self.stack, "managed-by": "pulumi"}

@@ -49,6 +49,9 @@ _NAME_INPUT = {
     "azure-native:network:AzureFirewall": "azureFirewallName",
     "azure-native:managedidentity:UserAssignedIdentity": "resourceName",
     "azure-native:authorization:RoleAssignment": "roleAssignmentName",
+    "azure-native:storage:StorageAccount": "accountName",
+    "azure-native:storage:BlobContainer": "containerName",
+    "azure-native:managedidentity:FederatedIdentityCredential": "federatedIdentityCredentialResourceName",
     "azure-native:containerservice:ManagedCluster": "resourceName",
     "azure-native:containerservice:AgentPool": "agentPoolName",
     "azure-native:containerregistry:Registry": "registryName",
@@ -201,6 +204,14 @@ class _CapturingMocks(pulumi.runtime.Mocks):
                 private = str(ipaddress.ip_network(subnet).network_address + 4) if subnet else "10.0.0.4"
                 configs.append({**cfg, "privateIPAddress": private})
             out["ipConfigurations"] = configs
+        elif typ == "azure-native:storage:StorageAccount":
+            out["primaryEndpoints"] = {"blob": f"https://{out['name']}.blob.core.windows.net/"}
+        elif typ == "azure-native:storage:BlobContainer":
+            group = inputs.get("resourceGroupName", "rg")
+            out["id"] = (
+                f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{group}/providers/Microsoft.Storage/storageAccounts/"
+                f"{inputs.get('accountName')}/blobServices/default/containers/{out['name']}"
+            )
         elif typ == "azure-native:operationalinsights:Workspace":
             out["customerId"] = _guid(name, "workspace")
         elif typ == "azure-native:applicationinsights:Component":

@@ -88,7 +88,10 @@ class Platform(pulumi.ComponentResource):
             on_cluster = {"kubernetes": self.k8s_provider}
             self.models = ModelServices(
                 f"{name}-models",
-                ModelServicesArgs(config, self.registry_login_server, monitoring=(rg_name, self.monitoring.workspace.id)),
+                ModelServicesArgs(
+                    config, self.registry_login_server, monitoring=(rg_name, self.monitoring.workspace.id),
+                    names=names, oidc_issuer_url=self.cluster.oidc_issuer_url,
+                ),
                 opts=pulumi.ResourceOptions(parent=self, providers=on_cluster, depends_on=[self.registry]),
             )
             self.router = RouterCluster(

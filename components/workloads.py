@@ -16,13 +16,18 @@ import pulumi_random as random
 
 from components.config import ACCELERATOR_LABEL, GPU_TAINT, StackConfig
 from router.autoscaler import settings_for
-from components.names import PURPOSE_TAG
+from components.modeldata import Collector, ModelDataStorage, ModelDataStorageArgs
+from components.names import PURPOSE_TAG, Names
 from router.discovery import MODEL_SERVICE_LABEL, ROUTER_APP, ROUTER_NAMESPACE, annotations_for
 from serving.images import ServiceImage
 from serving.local_server import worker_timeout_seconds
 
 MODEL_COUNT_ANNOTATION = "aks-inference/model-count"
 MODEL_PORT = 5001
+MODELDATA_SPOOL = "/var/spool/modeldata"
+MODELDATA_SPOOL_LIMIT = "1Gi"  # the emptyDir's size limit; the collector stops spooling at 90 % of it
+WORKLOAD_IDENTITY_USE = "azure.workload.identity/use"
+WORKLOAD_IDENTITY_CLIENT_ID = "azure.workload.identity/client-id"
 BUILD_DIR = Path(__file__).resolve().parent.parent / ".build"
 
 
@@ -36,6 +41,7 @@ class ModelWorkloadsArgs:
     registry_server: str
     key_versions: tuple[int, int] = (0, 0)  # primary, secondary: bump one to rotate it (v1 regen_key)
     monitoring: tuple[pulumi.Input[str], pulumi.Input[str]] | None = None  # (resource group, Log Analytics id)
+    model_data: tuple[pulumi.Input[str], pulumi.Input[str]] | None = None  # (container URL, identity client id)
 
 
 def image_ref(registry_server: str, repository: str, tag: str) -> str:
@@ -153,12 +159,36 @@ class ModelWorkloads(pulumi.ComponentResource):
                 {"name": "AML_APP_INSIGHTS_KEY", "valueFrom": {"secretKeyRef": {"name": f"{app}-appinsights", "key": "instrumentationKey"}}},
             ]
 
+        # Each service runs as its own ServiceAccount: the federated identity for model data names it.
+        account_metadata = {"name": app, "namespace": namespace, "labels": labels}
+        if args.model_data:
+            account_metadata["annotations"] = {WORKLOAD_IDENTITY_CLIENT_ID: args.model_data[1]}
+        k8s.core.v1.ServiceAccount(
+            f"{name}-serviceaccount",
+            metadata=account_metadata,
+            automount_service_account_token=False,
+            opts=child,
+        )
+        pod_labels = {**labels, WORKLOAD_IDENTITY_USE: "true"} if args.model_data else labels
+        collection_env, volumes, mounts = [], [{"name": "tmp", "emptyDir": {}}], [{"name": "tmp", "mountPath": "/tmp"}]
+        if args.model_data:
+            # The workload identity webhook adds AZURE_CLIENT_ID/TENANT_ID/FEDERATED_TOKEN_FILE and the token volume.
+            collection_env = [
+                {"name": "AML_MODEL_DC_STORAGE_ENABLED", "value": "true"},
+                {"name": "AKSINF_MODELDATA_DESTINATION", "value": args.model_data[0]},
+                {"name": "AKSINF_MODELDATA_SPOOL", "value": MODELDATA_SPOOL},
+                {"name": "AKSINF_MODELDATA_SPOOL_LIMIT_BYTES", "value": str(int(0.9 * 1024**3))},
+            ]
+            volumes.append({"name": "modeldata-spool", "emptyDir": {"sizeLimit": MODELDATA_SPOOL_LIMIT}})
+            mounts.append({"name": "modeldata-spool", "mountPath": MODELDATA_SPOOL})
+
         autoscale = settings_for(service, config.purpose)
         gpu = bool(deployment.gpu_count)
         key, rest = GPU_TAINT.split("=", 1)
         value, effect = rest.split(":")
         pod_spec: dict = {
             "securityContext": {"runAsNonRoot": True, "runAsUser": 1000, "runAsGroup": 1000, "fsGroup": 1000, "seccompProfile": {"type": "RuntimeDefault"}},
+            "serviceAccountName": app,
             "automountServiceAccountToken": False,
             "terminationGracePeriodSeconds": worker_timeout_seconds(service.scoring_timeout_ms) + 10,
             "containers": [
@@ -170,7 +200,9 @@ class ModelWorkloads(pulumi.ComponentResource):
                         {"name": "WORKER_COUNT", "value": str(service.max_concurrent)},
                         {"name": "SCORING_TIMEOUT_MS", "value": str(service.scoring_timeout_ms)},
                         {"name": "WORKER_TIMEOUT", "value": str(worker_timeout_seconds(service.scoring_timeout_ms))},
+                        {"name": "AKSINF_SERVICE_NAME", "value": service.name},
                         *telemetry_env,
+                        *collection_env,
                     ],
                     "resources": _resources(deployment),
                     "livenessProbe": _probe(deployment),
@@ -185,10 +217,10 @@ class ModelWorkloads(pulumi.ComponentResource):
                     # Let the router drop this replica before the server stops taking requests.
                     "lifecycle": {"preStop": {"sleep": {"seconds": 5}}},
                     "securityContext": {"allowPrivilegeEscalation": False, "privileged": False, "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}},
-                    "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+                    "volumeMounts": mounts,
                 }
             ],
-            "volumes": [{"name": "tmp", "emptyDir": {}}],
+            "volumes": volumes,
         }
         if gpu:
             pod_spec["tolerations"] = [{"key": key, "operator": "Equal", "value": value, "effect": effect}]
@@ -204,7 +236,7 @@ class ModelWorkloads(pulumi.ComponentResource):
                 "replicas": autoscale.fixed_replicas if not autoscale.enabled else service.initial_replicas,
                 "selector": {"matchLabels": {"app.kubernetes.io/name": app}},
                 "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
-                "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+                "template": {"metadata": {"labels": pod_labels}, "spec": pod_spec},
             },
             # The router scales the Deployment (deployments/scale): keep previews free of replica drift.
             opts=pulumi.ResourceOptions(parent=self, ignore_changes=["spec.replicas"]),
@@ -262,6 +294,8 @@ class ModelServicesArgs:
     config: StackConfig
     registry_server: str
     monitoring: tuple[pulumi.Input[str], pulumi.Input[str]] | None = None  # (resource group, Log Analytics id)
+    names: Names | None = None
+    oidc_issuer_url: pulumi.Input[str] | None = None  # for services that collect model data
 
 
 class ModelServices(pulumi.ComponentResource):
@@ -294,6 +328,14 @@ class ModelServices(pulumi.ComponentResource):
             ref = image_ref(args.registry_server, ENVIRONMENT_REPOSITORY, tag)
             context = image.environment.write_context(BUILD_DIR / f"environment-{tag}")
             environments[tag] = (ref, content_image(f"{name}-environment-{tag}", ref, context, args.registry_server, pulumi.ResourceOptions(parent=self)))
+        self.model_data = None
+        collectors = [Collector(s.name, s.namespace, f"model-{s.name}") for s in services if s.collects_model_data]
+        if collectors:
+            self.model_data = ModelDataStorage(
+                f"{name}-modeldata",
+                ModelDataStorageArgs(config, args.names, args.monitoring[0], args.oidc_issuer_url, collectors),
+                opts=pulumi.ResourceOptions(parent=self),
+            )
         self.workloads = {}
         for service, entry in zip(services, config.models):
             ref, build = environments[images[service.name].environment.tag]
@@ -303,7 +345,8 @@ class ModelServices(pulumi.ComponentResource):
                     service, images[service.name], ref, build, config, args.registry_server,
                     key_versions=(entry.key_rotation.primary, entry.key_rotation.secondary),
                     monitoring=args.monitoring,
+                    model_data=(self.model_data.container_url, self.model_data.client_ids[service.name]) if service.collects_model_data else None,
                 ),
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[self.namespaces[service.namespace]]),
             )
-        self.register_outputs({"services": sorted(self.workloads)})
+        self.register_outputs({"services": sorted(self.workloads), "modelDataUrl": self.model_data.container_url if self.model_data else None})

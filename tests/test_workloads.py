@@ -60,7 +60,9 @@ def test_model_deployment_shape(dev_run):
     assert "@sha256:" in container["image"]
     assert container["resources"] == {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"cpu": "1000m", "memory": "1024Mi"}}
     assert container["securityContext"]["allowPrivilegeEscalation"] is False and pod["securityContext"]["runAsNonRoot"] is True
-    assert {e["name"]: e["value"] for e in container["env"]} == {"WORKER_COUNT": "1", "SCORING_TIMEOUT_MS": "5000", "WORKER_TIMEOUT": "300"}
+    assert {e["name"]: e["value"] for e in container["env"] if not e["name"].startswith(("AKSINF_MODELDATA", "AML_MODEL_DC"))} == {
+        "WORKER_COUNT": "1", "SCORING_TIMEOUT_MS": "5000", "WORKER_TIMEOUT": "300", "AKSINF_SERVICE_NAME": "diabetes",
+    }
     assert container["livenessProbe"]["httpGet"] == {"path": "/", "port": "http"}
     assert "tolerations" not in pod and "topologySpreadConstraints" not in pod  # DevTest, no GPU
 
