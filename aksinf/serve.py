@@ -20,6 +20,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--purpose", choices=["DevTest", "FastProd", "DenseProd"], help="cluster purpose (DevTest turns autoscaling off)")
     parser.add_argument("--run-dir", type=Path, default=PROJECT_ROOT / ".run", help="state: Envoy config, logs, keys")
     parser.add_argument(
+        "--modeldata", metavar="DESTINATION",
+        help="where services with dataCollection.storageEnabled send model data: file:///folder (default: "
+        "<run-dir>/modeldata) or a local Blob Storage emulator, http://127.0.0.1:10000/devstoreaccount1/modeldata",
+    )
+    parser.add_argument(
         "--scale-down-window", type=float, default=60.0, metavar="SECONDS",
         help="scale down only to the highest replica count wanted in this window (default 60)",
     )
@@ -52,6 +57,14 @@ def run(args: argparse.Namespace) -> int:
     if args.scale_down_window < 0:
         print(f"aksinf serve: --scale-down-window must be >= 0 seconds, got {args.scale_down_window:g}", file=sys.stderr)
         return 2
+    if args.modeldata:
+        from aksinf_runtime.shipping import check_destination
+
+        try:
+            check_destination(args.modeldata)
+        except ValueError as error:
+            print(f"aksinf serve: --modeldata {args.modeldata}: {error}", file=sys.stderr)
+            return 2
     try:
         services, purpose, jwt = _services(args)
     except ValueError as error:  # ConfigError included: every problem, with its key
@@ -59,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     platform = LocalPlatform(
         services, args.run_dir, purpose=purpose, listen_port=args.port, jwt=jwt,
-        scale_down_window_seconds=args.scale_down_window,
+        scale_down_window_seconds=args.scale_down_window, modeldata=args.modeldata,
     )
     print(f"starting {len(services)} service(s): Envoy + azureml-inference-server-http on 127.0.0.1 ...", flush=True)
     # Also during start-up: children live in their own sessions, so only we can stop them.
@@ -95,6 +108,8 @@ def _print_endpoints(platform, services, purpose: str) -> None:
         uri = f"{platform.url}/api/v1/service/{service.name}/score"
         print(f"\nservice     {service.name}  ({service.auth_mode} auth, purpose {purpose})")
         print(f"scoring URI {uri}")
+        if service.collects_model_data:
+            print(f"model data  {platform.modeldata}  (dataCollection.storageEnabled)")
         print(f"swagger URI {platform.url}/api/v1/service/{service.name}/swagger.json")
         keys = platform.keys.get(service.name, [])
         for label, key in zip(("primary key", "secondary key"), keys):

