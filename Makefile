@@ -23,12 +23,18 @@ $(STAMP): requirements.lock pyproject.toml
 
 venv: $(STAMP)
 
+# Azurite (the Blob Storage emulator) for the model data tests and benchmark, pinned by package-lock.json.
+AZURITE := tools/azurite/node_modules/.bin/azurite-blob
+$(AZURITE): tools/azurite/package.json tools/azurite/package-lock.json
+	npm ci --prefix tools/azurite --no-audit --no-fund --loglevel=error
+	touch $(AZURITE)
+
 # The sample model is built, not committed: Ridge on scikit-learn's bundled diabetes data.
 SAMPLE_MODEL := examples/models/diabetes/model/diabetes-ridge.pkl
 $(SAMPLE_MODEL): $(STAMP) examples/models/diabetes/train.py
 	$(PY) examples/models/diabetes/train.py --out $@
 
-test: $(STAMP) $(SAMPLE_MODEL)
+test: $(STAMP) $(SAMPLE_MODEL) $(AZURITE)
 	$(PY) -m pytest -q
 
 run: $(STAMP) $(SAMPLE_MODEL)
@@ -37,7 +43,7 @@ run: $(STAMP) $(SAMPLE_MODEL)
 plan: $(STAMP)
 	$(VENV)/bin/aksinf plan --stack $(STACK)
 
-bench: $(STAMP)
+bench: $(STAMP) $(SAMPLE_MODEL) $(AZURITE)
 	$(PY) -m bench
 
 clean:

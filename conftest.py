@@ -3,4 +3,5 @@
 pytest_plugins = [
     "tests.fixtures_pulumi",
     "tests.fixtures_router",
+    "tests.fixtures_modeldata",
 ]

@@ -404,6 +404,8 @@ class Shipper:
 
         What cannot be uploaded in time stays in the spool folder, for the next shipper to adopt.
         """
+        if self._lock_fd is None:  # closed already (explicitly, then again at exit)
+            return not self._sealed()
         timeout = self.settings.shutdown_seconds if timeout is None else timeout
         if not self._stopping.is_set():
             self._upload_deadline = self.clock() + timeout
@@ -414,7 +416,10 @@ class Shipper:
         left = self._sealed()
         if left:
             log.warning("model data: %d batch(es) not uploaded at shutdown; kept in %s", len(left), self.dir)
+        else:
+            shutil.rmtree(self.dir, ignore_errors=True)
         os.close(self._lock_fd)  # releasing the lock lets the next shipper adopt what is left
+        self._lock_fd = None
         return not left
 
     def _log_drop(self) -> None:

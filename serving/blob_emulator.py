@@ -1,0 +1,94 @@
+"""Azurite, the Blob Storage emulator, on 127.0.0.1: for local mode, the tests and the benchmarks.
+
+`make` installs it from the npm registry into tools/azurite (pinned by its package-lock.json).
+Data lives in `location`, so a stopped emulator restarted on the same folder and port keeps its
+blobs: what the tests use to take the upload endpoint away for a while.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+from router.net import LOOPBACK, free_port
+
+AZURITE = Path(__file__).resolve().parent.parent / "tools" / "azurite" / "node_modules" / ".bin" / "azurite-blob"
+
+
+class BlobEmulator:
+    def __init__(self, location: Path, port: int | None = None):
+        self.location = location
+        self.port = port or free_port()
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def account_url(self) -> str:
+        from aksinf_runtime.shipping import EMULATOR_ACCOUNT
+
+        return f"http://{LOOPBACK}:{self.port}/{EMULATOR_ACCOUNT}"
+
+    def container_url(self, container: str) -> str:
+        return f"{self.account_url}/{container}"
+
+    def start(self, timeout: float = 30.0) -> BlobEmulator:
+        if not AZURITE.exists():
+            raise FileNotFoundError(f"{AZURITE} is missing: `make test` (or `npm ci --prefix tools/azurite`) installs Azurite")
+        self.location.mkdir(parents=True, exist_ok=True)
+        log = open(self.location / "azurite.log", "ab")  # noqa: SIM115 - owned by the child
+        self.process = subprocess.Popen(
+            [
+                str(AZURITE), "--blobHost", LOOPBACK, "--blobPort", str(self.port), "--location", str(self.location),
+                "--silent", "--loose", "--skipApiVersionCheck", "--disableTelemetry", "--disableProductStyleUrl",
+            ],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"Azurite exited ({self.process.returncode}); see {self.location / 'azurite.log'}")
+            try:
+                self.service().get_service_properties()
+                return self
+            except Exception:  # noqa: BLE001 - not listening yet
+                time.sleep(0.1)
+        self.stop()
+        raise TimeoutError(f"Azurite did not answer on {self.account_url} within {timeout} s")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        self.process = None
+
+    def service(self):
+        from azure.storage.blob import BlobServiceClient
+
+        from aksinf_runtime.shipping import EMULATOR_ACCOUNT, EMULATOR_KEY
+
+        return BlobServiceClient(
+            self.account_url, credential={"account_name": EMULATOR_ACCOUNT, "account_key": EMULATOR_KEY}, retry_total=0
+        )
+
+    def blobs(self, container: str) -> dict[str, bytes]:
+        """Every blob of `container`, name -> content ({} if the container does not exist)."""
+        client = self.service().get_container_client(container)
+        if not client.exists():
+            return {}
+        return {blob.name: client.download_blob(blob.name).readall() for blob in client.list_blobs()}
+
+    def records(self, container: str) -> dict[str, list[dict]]:
+        """JSON Lines blobs parsed: name -> records."""
+        return {name: [json.loads(line) for line in data.splitlines()] for name, data in self.blobs(container).items()}
+
+    def __enter__(self) -> BlobEmulator:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
