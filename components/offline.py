@@ -125,6 +125,7 @@ class OfflineRun:
     outputs: dict[str, Any]
     secret_outputs: set[str]
     error: BaseException | None
+    invokes: list[str] = field(default_factory=list)  # provider functions the program called, in order
 
     def of_type(self, type_: str) -> list[CapturedResource]:
         return [r for r in self.resources if r.type == type_]
@@ -166,6 +167,7 @@ class _CapturingMocks(pulumi.runtime.Mocks):
     def __init__(self) -> None:
         self.resources: list[CapturedResource] = []
         self._lock = threading.Lock()
+        self.invokes: list[str] = []
 
     def _invented(self, typ: str, name: str, inputs: dict) -> dict:
         out = dict(inputs)
@@ -263,6 +265,8 @@ class _CapturingMocks(pulumi.runtime.Mocks):
         return resource_id, outputs
 
     def call(self, args: pulumi.runtime.MockCallArgs):
+        with self._lock:
+            self.invokes.append(args.token)
         if args.token == "azure-native:authorization:getClientConfig":
             return {"subscriptionId": SUBSCRIPTION, "tenantId": TENANT, "clientId": _guid("client"), "objectId": _guid("object")}
         if args.token == "azure-native:containerservice:listManagedClusterUserCredentials":
@@ -345,4 +349,4 @@ def run_program(
         loop.close()
         asyncio.set_event_loop(None)
     resources = sorted(mocks.resources, key=lambda r: (r.urn, r.type, r.name))
-    return OfflineRun(resources, normalize_numbers(outputs), secret_outputs, error)
+    return OfflineRun(resources, normalize_numbers(outputs), secret_outputs, error, list(mocks.invokes))
