@@ -210,7 +210,33 @@ class Cluster(pulumi.ComponentResource):
         )
         if config.gpu_pools:
             self.device_plugin = self._nvidia_device_plugin(name, config)
+        if config.monitoring.container_insights:
+            self._container_log_schema(name)
         self.register_outputs({"clusterName": self.cluster.name, "clusterId": self.cluster.id})
+
+    def _container_log_schema(self, name: str) -> k8s.core.v1.ConfigMap:
+        """ContainerLogV2: pod and container names as columns, JSON log lines as a queryable `LogMessage`.
+
+        The router's access log and the model servers' logs are JSON with a shared `request_id`, so one
+        query follows a request end to end (README: "Logs"). This ConfigMap is the agent's only one.
+        """
+        settings = "\n".join([
+            "[log_collection_settings]",
+            "   [log_collection_settings.stdout]",
+            "      enabled = true",
+            '      exclude_namespaces = ["kube-system", "gatekeeper-system"]',
+            "   [log_collection_settings.stderr]",
+            "      enabled = true",
+            '      exclude_namespaces = ["kube-system", "gatekeeper-system"]',
+            "   [log_collection_settings.schema]",
+            '      containerlog_schema_version = "v2"',
+        ])
+        return k8s.core.v1.ConfigMap(
+            f"{name}-container-insights-settings",
+            metadata={"name": "container-azm-ms-agentconfig", "namespace": "kube-system", "labels": {"app.kubernetes.io/part-of": "aks-inference"}},
+            data={"schema-version": "v1", "config-version": "ver1", "log-data-collection-settings": settings},
+            opts=pulumi.ResourceOptions(parent=self, provider=self.k8s_provider),
+        )
 
     def _nvidia_device_plugin(self, name: str, config: StackConfig) -> k8s.apps.v1.DaemonSet:
         """AKS installs the GPU driver; the device plugin that advertises nvidia.com/gpu is ours to run."""

@@ -32,6 +32,10 @@ AGENT_POOL = "azure-native:containerservice:AgentPool"
 REGISTRY = "azure-native:containerregistry:Registry"
 FIREWALL_POLICY = "azure-native:network:FirewallPolicy"
 RULE_GROUP = "azure-native:network:FirewallPolicyRuleCollectionGroup"
+STORAGE_ACCOUNT = "azure-native:storage:StorageAccount"
+ROLE_ASSIGNMENT = "azure-native:authorization:RoleAssignment"
+# Storage Blob Data Owner / Contributor: data-plane writers, to be scoped to one container.
+BLOB_DATA_WRITER_ROLES = ("b7e6dc6d-f1e8-4753-8033-0f276bb0955b", "ba92f5b4-2d11-453d-a403-e96b0029c9fe")
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 SERVICE = "kubernetes:core/v1:Service"
 HPA_TYPES = ("kubernetes:autoscaling/v2:HorizontalPodAutoscaler", "kubernetes:autoscaling/v1:HorizontalPodAutoscaler")
@@ -188,6 +192,21 @@ def _acr_admin(p, _):
 def _acr_public(p, _):
     if _is_production(p) and p.get("publicNetworkAccess") != "Disabled":
         yield "production registry allows public network access"
+
+
+def _storage_locked_down(p, _):
+    wanted = {"minimumTlsVersion": "TLS1_2", "enableHttpsTrafficOnly": True, "allowBlobPublicAccess": False, "allowSharedKeyAccess": False}
+    for key, value in wanted.items():
+        if p.get(key) != value:
+            yield f"{key} is {p.get(key)!r}, not {value!r}"
+
+
+def _blob_writer_scope(p, _):
+    role, scope = p.get("roleDefinitionId"), p.get("scope")
+    if not isinstance(role, str) or not role.endswith(BLOB_DATA_WRITER_ROLES) or not isinstance(scope, str):
+        return  # not a blob writer, or the scope is unknown until the container exists (preview)
+    if "/blobServices/default/containers/" not in scope:
+        yield f"blob data write access is granted on {scope}, not on one container"
 
 
 def _threat_intel(p, _):
@@ -367,6 +386,10 @@ ALL = [
     # stops nodes pulling images. Raise it per stack with --policy-pack-config once you add the endpoint.
     _resource("acr-no-public-access-production", "FastProd/DenseProd registries should set publicNetworkAccess=Disabled behind a private endpoint (registry.publicNetworkAccess: false).",
               ADVISORY, (REGISTRY,), _acr_public),
+    _resource("storage-account-locked-down", "Storage accounts must use TLS 1.2, HTTPS only, no public blob access and no shared keys (identities only): keep the ModelDataStorage settings.",
+              MANDATORY, (STORAGE_ACCOUNT,), _storage_locked_down),
+    _resource("blob-writers-scoped-to-a-container", "Blob Data Contributor/Owner must be granted on one container (…/blobServices/default/containers/<name>), not on an account or group: scope the role assignment to the container.",
+              MANDATORY, (ROLE_ASSIGNMENT,), _blob_writer_scope),
     _resource("firewall-threat-intel-deny", "Set the firewall policy's threatIntelMode to Deny.",
               MANDATORY, (FIREWALL_POLICY,), _threat_intel),
     StackValidationPolicy(name="udr-egress-allowlist-covered",

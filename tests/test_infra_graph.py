@@ -184,3 +184,15 @@ def test_no_python_style_keys_reach_azure(prod_run, dev_run):
         for resource in run.resources:
             if resource.type.startswith("azure-native:"):
                 assert list(_snake_keys(resource.inputs)) == [], resource.name
+
+
+def test_container_insights_keeps_json_logs_queryable():
+    """ContainerLogV2 parses the router's and the model servers' JSON lines into LogMessage (README: Logs)."""
+    run = run_program("dev")
+    assert run.error is None, run.error
+    settings = run.one("kubernetes:core/v1:ConfigMap", "aks-inference-cluster-container-insights-settings").inputs
+    assert (settings["metadata"]["name"], settings["metadata"]["namespace"]) == ("container-azm-ms-agentconfig", "kube-system")
+    assert 'containerlog_schema_version = "v2"' in settings["data"]["log-data-collection-settings"]
+    off = run_program("dev", with_config("dev", monitoring={"containerInsights": False, "retentionDays": 30}))
+    assert off.error is None, off.error
+    assert not [c for c in off.of_type("kubernetes:core/v1:ConfigMap") if c.inputs["metadata"]["name"] == "container-azm-ms-agentconfig"]
