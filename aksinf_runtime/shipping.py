@@ -270,21 +270,29 @@ class Shipper:
         if self.stats.spooled_bytes < self.settings.max_spool_bytes or seal_all:
             with self._pending_lock:
                 batch, self._pending, self._pending_records = self._pending, [], 0
-        grouped: dict[str, list[str]] = defaultdict(list)
+        buffers: dict[str, list[str]] = defaultdict(list)
+        buffered: dict[str, int] = defaultdict(int)
         for folder_and_stem, lines, _ in batch:
-            grouped[folder_and_stem].append(lines)
-        for folder_and_stem, chunks in grouped.items():
+            buffers[folder_and_stem].append(lines)
+            buffered[folder_and_stem] += len(lines)
             segment = self._open.get(folder_and_stem) or self._new_segment(folder_and_stem, now)
-            data = "".join(chunks).encode()
-            path = self.dir / "open" / segment.relative
-            with open(path, "ab") as handle:  # one write per flush; a crash tears at most the tail
-                handle.write(data)
-            segment.size += len(data)
-            with self._stats_lock:
-                self.stats.spooled_bytes += len(data)
+            if segment.size + buffered[folder_and_stem] >= self.settings.batch_bytes:  # a full batch: one blob
+                self._write(segment, buffers.pop(folder_and_stem))
+                buffered.pop(folder_and_stem)
+                self._seal(folder_and_stem)
+        for folder_and_stem, chunks in buffers.items():
+            self._write(self._open.get(folder_and_stem) or self._new_segment(folder_and_stem, now), chunks)
         for folder_and_stem, segment in list(self._open.items()):
             if seal_all or now - segment.opened >= self.settings.batch_seconds or segment.size >= self.settings.batch_bytes:
                 self._seal(folder_and_stem)
+
+    def _write(self, segment: _Segment, chunks: list[str]) -> None:
+        data = "".join(chunks).encode()
+        with open(self.dir / "open" / segment.relative, "ab") as handle:  # one write per flush: a crash tears only the tail
+            handle.write(data)
+        segment.size += len(data)
+        with self._stats_lock:
+            self.stats.spooled_bytes += len(data)
 
     def _new_segment(self, folder_and_stem: str, now: float) -> _Segment:
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))

@@ -237,3 +237,13 @@ def test_rows_follow_v1_one_record_per_row():
     assert collector.rows_of([1.5, 2.5], None) == [{"data": 1.5}, {"data": 2.5}]
     assert collector.rows_of({"text": "hi"}, None) == [{"data": {"text": "hi"}}]
     assert collector.rows_of([[1, 2, 3]], ["a", "b"]) == [{"data": [1, 2, 3]}]  # names that do not fit are not guessed
+
+
+def test_a_burst_is_cut_into_batches_of_the_configured_size(tmp_path):
+    out = tmp_path / "out"
+    shipper = Shipper(settings(tmp_path, out.as_uri(), flush_interval=0.5, batch_seconds=3600, batch_bytes=100), FolderSink(out))
+    numbered(shipper, range(40))  # ~320 bytes, all in one flush
+    assert shipper.close() is True
+    blobs = sorted(out.rglob("*.jsonl"))
+    assert len(blobs) >= 3 and all(len(b.read_bytes()) <= 100 + 8 for b in blobs)
+    assert sorted(int(line[5:-1]) for b in blobs for line in b.read_text().splitlines()) == list(range(40))
