@@ -37,6 +37,7 @@ log = logging.getLogger("aksinf_runtime.modeldata")
 # Azurite's documented development account (public, not a secret); accepted only on loopback.
 EMULATOR_ACCOUNT = "devstoreaccount1"
 EMULATOR_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+EMULATOR_CREDENTIAL = {"account_name": EMULATOR_ACCOUNT, "account_key": EMULATOR_KEY}
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
@@ -74,7 +75,7 @@ class ShipperSettings:
             raw = environ.get(variable)
             if raw is None or raw == "":
                 continue
-            if name in ("destination",):
+            if name == "destination":
                 values[name] = raw
             elif name == "spool_root":
                 values[name] = Path(raw)
@@ -133,7 +134,7 @@ class BlobSink:
         # Our own back-off handles failures: no SDK retries hiding an outage for minutes.
         transport = {"retry_total": 0, "connection_timeout": 5, "read_timeout": 30}
         if self.emulator:
-            credential = {"account_name": EMULATOR_ACCOUNT, "account_key": EMULATOR_KEY}
+            credential = EMULATOR_CREDENTIAL
         else:
             from azure.identity import DefaultAzureCredential  # workload identity in the pod; az login locally
 
@@ -219,7 +220,7 @@ class Shipper:
         self._wake_uploader = threading.Event()
         self._failing_since: float | None = None
         self._last_drop_log = 0.0
-        self.stats.spooled_bytes = self._adopt_orphans() + self._spool_size()
+        self.stats.spooled_bytes = self._adopt_orphans()  # our folder is new: what it holds was adopted
         self._spooler = threading.Thread(target=self._spool_loop, name="modeldata-spooler", daemon=True)
         self._uploader = threading.Thread(target=self._upload_loop, name="modeldata-uploader", daemon=True)
         self._spooler.start()
@@ -254,9 +255,6 @@ class Shipper:
         final = self.settings.spool_root / self.owner
         os.rename(making, final)
         return final
-
-    def _spool_size(self) -> int:
-        return sum(p.stat().st_size for p in (self.dir / "sealed").rglob("*.jsonl"))
 
     def _spool_loop(self) -> None:
         while not self._stopping.wait(self.settings.flush_interval):

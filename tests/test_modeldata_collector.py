@@ -247,3 +247,13 @@ def test_a_burst_is_cut_into_batches_of_the_configured_size(tmp_path):
     blobs = sorted(out.rglob("*.jsonl"))
     assert len(blobs) >= 3 and all(len(b.read_bytes()) <= 100 + 8 for b in blobs)
     assert sorted(int(line[5:-1]) for b in blobs for line in b.read_text().splitlines()) == list(range(40))
+
+
+def test_adopted_batches_count_once_against_the_spool_bound(tmp_path):
+    orphan = tmp_path / "spool" / "deadhost-7-0000cccc" / "sealed" / "svc"
+    orphan.mkdir(parents=True)
+    (orphan / "a.jsonl").write_bytes(b'{"n":0}\n' * 10)
+    shipper = Shipper(settings(tmp_path, None), None)  # no sink: nothing leaves the spool
+    assert shipper.stats.adopted_segments == 1
+    assert shipper.stats.spooled_bytes == 80
+    assert shipper.close(timeout=0.1) is False
