@@ -209,7 +209,6 @@ class _CapturingMocks(pulumi.runtime.Mocks):
         elif typ == "azure-native:storage:StorageAccount":
             out["primaryEndpoints"] = {"blob": f"https://{out['name']}.blob.core.windows.net/"}
         elif typ == "azure-native:storage:BlobContainer":
-            group = inputs.get("resourceGroupName", "rg")
             out["id"] = (
                 f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{group}/providers/Microsoft.Storage/storageAccounts/"
                 f"{inputs.get('accountName')}/blobServices/default/containers/{out['name']}"

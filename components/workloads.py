@@ -25,7 +25,7 @@ from serving.local_server import worker_timeout_seconds
 MODEL_COUNT_ANNOTATION = "aks-inference/model-count"
 MODEL_PORT = 5001
 MODELDATA_SPOOL = "/var/spool/modeldata"
-MODELDATA_SPOOL_LIMIT = "1Gi"  # the emptyDir's size limit; the collector stops spooling at 90 % of it
+MODELDATA_SPOOL_GIB = 1  # the emptyDir's size limit; the collector stops spooling at 90 % of it
 WORKLOAD_IDENTITY_USE = "azure.workload.identity/use"
 WORKLOAD_IDENTITY_CLIENT_ID = "azure.workload.identity/client-id"
 BUILD_DIR = Path(__file__).resolve().parent.parent / ".build"
@@ -177,9 +177,9 @@ class ModelWorkloads(pulumi.ComponentResource):
                 {"name": "AML_MODEL_DC_STORAGE_ENABLED", "value": "true"},
                 {"name": "AKSINF_MODELDATA_DESTINATION", "value": args.model_data[0]},
                 {"name": "AKSINF_MODELDATA_SPOOL", "value": MODELDATA_SPOOL},
-                {"name": "AKSINF_MODELDATA_SPOOL_LIMIT_BYTES", "value": str(int(0.9 * 1024**3))},
+                {"name": "AKSINF_MODELDATA_SPOOL_LIMIT_BYTES", "value": str(int(0.9 * MODELDATA_SPOOL_GIB * 1024**3))},
             ]
-            volumes.append({"name": "modeldata-spool", "emptyDir": {"sizeLimit": MODELDATA_SPOOL_LIMIT}})
+            volumes.append({"name": "modeldata-spool", "emptyDir": {"sizeLimit": f"{MODELDATA_SPOOL_GIB}Gi"}})
             mounts.append({"name": "modeldata-spool", "mountPath": MODELDATA_SPOOL})
 
         autoscale = settings_for(service, config.purpose)

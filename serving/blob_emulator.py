@@ -70,11 +70,9 @@ class BlobEmulator:
     def service(self):
         from azure.storage.blob import BlobServiceClient
 
-        from aksinf_runtime.shipping import EMULATOR_ACCOUNT, EMULATOR_KEY
+        from aksinf_runtime.shipping import EMULATOR_CREDENTIAL
 
-        return BlobServiceClient(
-            self.account_url, credential={"account_name": EMULATOR_ACCOUNT, "account_key": EMULATOR_KEY}, retry_total=0
-        )
+        return BlobServiceClient(self.account_url, credential=EMULATOR_CREDENTIAL, retry_total=0)
 
     def blobs(self, container: str) -> dict[str, bytes]:
         """Every blob of `container`, name -> content ({} if the container does not exist)."""
