@@ -2,17 +2,17 @@
 
 import pulumi
 
-from components.config import ConfigError
-from components.stack import read_stack_config, stack_names
+from components.stack import read_stack, stack_names
+from contract.errors import ConfigError
 
 try:
-    config = read_stack_config()
+    stack = read_stack()
 except ConfigError as error:  # nothing is registered: report every problem, no traceback
     raise pulumi.RunError(str(error)) from None
 
 from components.platform import Platform, PlatformArgs  # noqa: E402  (Pulumi imports only after validation)
 
-platform = Platform("aks-inference", PlatformArgs(config, stack_names(config)))
+platform = Platform("aks-inference", PlatformArgs(stack.config, stack.services, stack_names(stack.config)))
 
 pulumi.export("clusterName", platform.cluster.cluster.name)
 pulumi.export("kubeconfig", platform.cluster.kubeconfig)

@@ -19,8 +19,10 @@ from typing import Any
 
 import yaml
 
-from components.config import NAMESPACE, PROJECT_ROOT, ConfigIssue
-from serving import v1
+from contract import v1_files as v1
+from contract.errors import ConfigIssue
+from contract.service import DEFAULT_MODEL_DIR, INFERENCE_FILE
+from contract.stack import NAMESPACE, PROJECT_ROOT
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -102,12 +104,12 @@ def run(args: argparse.Namespace) -> int:
 
 def _notes(args: argparse.Namespace, deployment: v1.DeploymentConfig, folder: Path) -> None:
     """What the user still has to do by hand, on stderr."""
-    inference_file = folder / v1.INFERENCE_FILE
+    inference_file = folder / INFERENCE_FILE
     if not (inference_file.exists() and os.path.samefile(inference_file, args.inference_config)):
         print(f"note: copy {args.inference_config} to {inference_file} (the service folder's inference config)", file=sys.stderr)
-    if not (folder / v1.DEFAULT_MODEL_DIR).is_dir():
+    if not (folder / DEFAULT_MODEL_DIR).is_dir():
         print(
-            f"note: put the model files into {folder / v1.DEFAULT_MODEL_DIR} (mounted as AZUREML_MODEL_DIR, as in v1)",
+            f"note: put the model files into {folder / DEFAULT_MODEL_DIR} (mounted as AZUREML_MODEL_DIR, as in v1)",
             file=sys.stderr,
         )
     for field, flag in (("primary_key", "primaryKey"), ("secondary_key", "secondaryKey")):

@@ -10,18 +10,19 @@ import argparse
 import sys
 from pathlib import Path
 
-from components.offline import ROOT, stack_file
+from contract.loading import stack_file
+from contract.stack import PROJECT_ROOT
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stack", default="dev", help="stack name: reads stacks/Pulumi.<stack>.yaml (default dev)")
-    parser.add_argument("--out", type=Path, default=ROOT / "plans", help="where plans/<stack>.json and manifests go")
+    parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "plans", help="where plans/<stack>.json and manifests go")
 
 
 def run(args: argparse.Namespace) -> int:
     if not stack_file(args.stack).exists():
         print(f"no stack file {stack_file(args.stack)}", file=sys.stderr)
         return 2
-    from components.plan import main
+    from review.plan import main
 
     return main(args.stack, args.out)

@@ -7,9 +7,10 @@ import json
 import shlex
 import signal
 import sys
+import typing
 from pathlib import Path
 
-from components.config import PROJECT_ROOT
+from contract.stack import PROJECT_ROOT, Purpose
 
 SAMPLE = PROJECT_ROOT / "examples" / "models" / "diabetes"
 
@@ -17,7 +18,7 @@ SAMPLE = PROJECT_ROOT / "examples" / "models" / "diabetes"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stack", help="serve the `models` of stacks/Pulumi.<stack>.yaml (default: the diabetes sample)")
     parser.add_argument("--port", type=int, default=8800, help="router port on 127.0.0.1 (default 8800)")
-    parser.add_argument("--purpose", choices=["DevTest", "FastProd", "DenseProd"], help="cluster purpose (DevTest turns autoscaling off)")
+    parser.add_argument("--purpose", choices=typing.get_args(Purpose), help="cluster purpose (DevTest turns autoscaling off)")
     parser.add_argument("--run-dir", type=Path, default=PROJECT_ROOT / ".run", help="state: Envoy config, logs, keys")
     parser.add_argument(
         "--modeldata", metavar="DESTINATION",
@@ -31,16 +32,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _services(args):
-    from serving.v1 import load_service, load_stack_services
+    """(services, purpose, token settings): the sample, or the `models` of a stack file (loaded once)."""
+    from contract.loading import load_stack_file
+    from contract.service import load_service
 
     if not args.stack:
         return [load_service(SAMPLE, "diabetes")], args.purpose or "FastProd", None
-    from components.config import validate_stack_config
-    from components.offline import read_stack_file
-
-    raw = read_stack_file(args.stack)
-    values = {k.split(":", 1)[1]: v for k, v in raw.items() if k.startswith("aks-inference:")}
-    config = validate_stack_config(values, raw.get("azure-native:location"))
+    stack = load_stack_file(args.stack)
+    config = stack.config
     if not config.models:
         raise ValueError(f"stack {args.stack} has no aks-inference:models to serve")
     jwt = None
@@ -48,17 +47,17 @@ def _services(args):
         from router.spec import JwtSettings
 
         jwt = JwtSettings(config.auth.issuer, (config.auth.audience,), jwks_uri=config.auth.jwks_uri)
-    return load_stack_services(config.models), args.purpose or config.purpose, jwt
+    return list(stack.services), args.purpose or config.purpose, jwt
 
 
 def run(args: argparse.Namespace) -> int:
-    from router.local import LocalPlatform
+    from local.platform import LocalPlatform
 
     if args.scale_down_window < 0:
         print(f"aksinf serve: --scale-down-window must be >= 0 seconds, got {args.scale_down_window:g}", file=sys.stderr)
         return 2
     if args.modeldata:
-        from aksinf_runtime.shipping import check_destination
+        from aksinf_runtime.sinks import check_destination
 
         try:
             check_destination(args.modeldata)
@@ -106,9 +105,9 @@ def _print_endpoints(platform, services, purpose: str) -> None:
     print(f"\nrouter      {platform.url}   (admin {platform.admin_url}, metrics http://127.0.0.1:{platform.metrics_port}/metrics)")
     for service in services:
         uri = f"{platform.url}/api/v1/service/{service.name}/score"
-        print(f"\nservice     {service.name}  ({service.auth_mode} auth, purpose {purpose})")
+        print(f"\nservice     {service.name}  ({service.deployment.auth_mode} auth, purpose {purpose})")
         print(f"scoring URI {uri}")
-        if service.collects_model_data:
+        if service.deployment.collects_model_data:
             print(f"model data  {platform.modeldata}  (dataCollection.storageEnabled)")
         print(f"swagger URI {platform.url}/api/v1/service/{service.name}/swagger.json")
         keys = platform.keys.get(service.name, [])

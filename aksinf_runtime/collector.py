@@ -36,13 +36,13 @@ import threading
 import uuid
 from collections.abc import Sequence
 
+from aksinf_runtime import environment
 from aksinf_runtime.logs import current_request_id
-from aksinf_runtime.shipping import Shipper, ShipperSettings, sink_for
+from aksinf_runtime.shipping import Shipper, ShipperSettings
+from aksinf_runtime.sinks import sink_for
 
 log = logging.getLogger("aksinf_runtime.modeldata")
 
-ENABLED_VARIABLE = "AML_MODEL_DC_STORAGE_ENABLED"
-SERVICE_VARIABLE = "AKSINF_SERVICE_NAME"
 # A blob path segment: no slashes, no dot-only names, nothing a portal or a query would trip on.
 SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 V1_DESIGNATIONS = ("inputs", "predictions", "labels", "signals", "general")
@@ -54,7 +54,7 @@ _shipper_lock = threading.Lock()
 
 def collection_enabled(environ: dict[str, str] | None = None) -> bool:
     environ = os.environ if environ is None else environ
-    return environ.get(ENABLED_VARIABLE, "").strip().lower() in ("true", "1", "yes")
+    return environ.get(environment.MODELDATA_ENABLED, "").strip().lower() in ("true", "1", "yes")
 
 
 def shared_shipper() -> Shipper:
@@ -65,7 +65,7 @@ def shared_shipper() -> Shipper:
             settings = ShipperSettings.from_environment()
             sink = sink_for(settings.destination) if settings.destination else None
             if sink is None:
-                log.error("model data collection is on but AKSINF_MODELDATA_DESTINATION is not set: records stay in %s", settings.spool_root)
+                log.error("model data collection is on but %s is not set: records stay in %s", environment.MODELDATA_DESTINATION, settings.spool_root)
             _shipper, _shipper_pid = Shipper(settings, sink), os.getpid()
             atexit.register(_shipper.close)  # gunicorn workers leave through sys.exit: atexit runs
         return _shipper
@@ -82,7 +82,7 @@ class ModelDataCollector:
         model_version: str = "default",
         collection_name: str = "default",
     ):
-        webservice_name = webservice_name or os.environ.get(SERVICE_VARIABLE) or "default"
+        webservice_name = webservice_name or os.environ.get(environment.SERVICE_NAME) or "default"
         problems = [
             f"{parameter}={value!r}: must be 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit"
             for parameter, value in (

@@ -15,6 +15,8 @@ import os
 import sys
 import time
 
+from aksinf_runtime import environment
+
 
 def current_request_id() -> str:
     """The request id of the scoring request being served by this thread, or ''."""
@@ -29,7 +31,7 @@ class JsonFormatter(logging.Formatter):
 
     def __init__(self, fmt: str | None = None, datefmt: str | None = None, style: str = "%", **_):
         super().__init__(fmt=None, datefmt=datefmt)
-        self.service = os.environ.get("AKSINF_SERVICE_NAME", "")
+        self.service = os.environ.get(environment.SERVICE_NAME, "")
 
     def format(self, record: logging.LogRecord) -> str:
         line = {

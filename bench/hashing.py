@@ -13,9 +13,9 @@ import time
 from pathlib import Path
 
 from bench.common import print_table, write_results
+from contract.service import load_service
 from serving.hashing import StatCache, file_digest
 from serving.images import service_image
-from serving.v1 import load_service
 
 FILE_MB = 256
 SAMPLE = Path(__file__).resolve().parent.parent / "examples" / "models" / "diabetes"

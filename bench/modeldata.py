@@ -86,7 +86,8 @@ def scoring_overhead(emulator, spool: Path) -> dict:
 
 
 def upload_throughput(emulator, spool: Path) -> dict:
-    from aksinf_runtime.shipping import BlobSink, Shipper, ShipperSettings
+    from aksinf_runtime.shipping import Shipper, ShipperSettings
+    from aksinf_runtime.sinks import BlobSink
 
     url = emulator.container_url("throughput")
     shipper = Shipper(ShipperSettings(spool_root=spool, destination=url, batch_seconds=0.5), BlobSink(url))
@@ -116,7 +117,7 @@ def upload_throughput(emulator, spool: Path) -> dict:
 
 
 def main() -> None:
-    from serving.blob_emulator import BlobEmulator
+    from local.blob_emulator import BlobEmulator
 
     with tempfile.TemporaryDirectory(prefix="bench-modeldata-") as tmp, BlobEmulator(Path(tmp) / "azurite") as emulator:
         overhead = scoring_overhead(emulator, Path(tmp) / "spool-scoring")

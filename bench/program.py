@@ -26,7 +26,7 @@ import pulumi_azure_native.authorization, pulumi_azure_native.operationalinsight
 import pulumi_azure_native.managedidentity
 import components.platform
 t1 = time.perf_counter()
-from components.offline import run_program
+from review.offline import run_program
 result = run_program({stack!r})
 t2 = time.perf_counter()
 assert result.error is None, result.error

@@ -16,9 +16,9 @@ from pathlib import Path
 
 from bench.common import print_table, write_results
 from bench.loadgen import run_load
-from router.envoy import ConfigWriter
-from router.envoy_process import EnvoyProcess
-from router.net import LOOPBACK, free_port
+from local.envoy_process import EnvoyProcess
+from local.net import LOOPBACK, free_port
+from router.envoy_files import ConfigWriter
 from router.spec import Endpoint, RouterSettings, ServiceRoute
 
 KEY = "bench-primary-key-0123456789abcdef"
@@ -98,8 +98,8 @@ def overhead(tmp: Path) -> list[dict]:
 
 
 def scale_up_reaction(tmp: Path) -> dict:
-    from router.local import LocalPlatform
-    from serving.v1 import load_service
+    from contract.service import load_service
+    from local.platform import LocalPlatform
 
     folder = tmp / "slow"
     (folder / "model").mkdir(parents=True)

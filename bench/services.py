@@ -20,7 +20,8 @@ COUNTS = (1, 10, 100, 1000)
 
 _PROGRAM = """
 import json, resource, time, sys
-from components.offline import read_stack_file, run_program
+from contract.loading import read_stack_file
+from review.offline import run_program
 config = read_stack_file("dev")
 config["aks-inference:models"] = [{{"name": f"svc-{{i:04d}}", "path": f"{folder}/svc-{{i:04d}}"}} for i in range({count})]
 t0 = time.perf_counter()
@@ -34,7 +35,7 @@ print(json.dumps({{"seconds": elapsed, "resources": len(result.custom_resources)
 _BARE = """
 import json, resource, time
 import pulumi, pulumi_docker as docker, pulumi_kubernetes as k8s, pulumi_random as random
-from components.offline import PROGRAM, run_program
+from review.offline import PROGRAM, run_program
 import tempfile, pathlib
 program = pathlib.Path(tempfile.mkdtemp()) / "bare.py"
 program.write_text('''

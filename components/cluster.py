@@ -11,10 +11,14 @@ import pulumi_azure_native.containerservice as containerservice
 import pulumi_azure_native.managedidentity as managedidentity
 import pulumi_kubernetes as k8s
 
-from components.azure_roles import NETWORK_CONTRIBUTOR, assignment_name, role_definition_id
-from components.config import ACCELERATOR_LABEL, GPU_TAINT, PoolConfig, StackConfig
+from components.azure_roles import (
+    NETWORK_CONTRIBUTOR,
+    assignment_name,
+    role_definition_id,
+)
 from components.names import Names
 from components.replacement import FORCE_NEW_NETWORK_FIELDS
+from contract.stack import ACCELERATOR_LABEL, GPU_TAINT, PoolConfig, StackConfig
 
 SYSTEM_POOL = "system"
 NVIDIA_DEVICE_PLUGIN_IMAGE = "nvcr.io/nvidia/k8s-device-plugin:v0.18.0"

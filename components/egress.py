@@ -12,7 +12,8 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from components.config import StackConfig
+from contract.loading import validate_stack_config
+from contract.stack import StackConfig
 
 # How a firewall expresses a destination: application rules take FQDNs and FQDN tags;
 # network rules take service tags, FQDNs (with DNS proxy) or addresses.
@@ -116,8 +117,6 @@ BEGIN, END = "<!-- egress-table:begin -->", "<!-- egress-table:end -->"
 
 def _every_group_on() -> StackConfig:
     """An example config with every optional group switched on, so the table lists all of them."""
-    from components.config import validate_stack_config
-
     return validate_stack_config(
         {
             "purpose": "FastProd",

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_azure_native.network as network
 
-from components.config import StackConfig
 from components.egress import APPLICATION_KINDS, EgressRule
 from components.names import Names
+from contract.stack import StackConfig
 
 NETWORK_RULES_PRIORITY = 200
 APPLICATION_RULES_PRIORITY = 300

@@ -15,9 +15,13 @@ import pulumi_azure_native.authorization as authorization
 import pulumi_azure_native.managedidentity as managedidentity
 import pulumi_azure_native.storage as storage
 
-from components.azure_roles import STORAGE_BLOB_DATA_CONTRIBUTOR, assignment_name, role_definition_id
-from components.config import StackConfig
+from components.azure_roles import (
+    STORAGE_BLOB_DATA_CONTRIBUTOR,
+    assignment_name,
+    role_definition_id,
+)
 from components.names import Names
+from contract.stack import StackConfig
 
 CONTAINER = "modeldata"
 TOKEN_AUDIENCE = "api://AzureADTokenExchange"  # what the AKS workload identity webhook's token is issued for

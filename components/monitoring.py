@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_azure_native.operationalinsights as operationalinsights
 
-from components.config import StackConfig
 from components.names import Names
+from contract.stack import StackConfig
 
 
 @dataclass

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-
 PURPOSE_TAG = "aks-inference/purpose"  # on every Azure resource and model workload; policies read it
 
 

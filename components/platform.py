@@ -2,24 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
 import pulumi_azure_native.resources as resources
 
 from components.cluster import Cluster, ClusterArgs
-from components.config import StackConfig
 from components.egress import egress_allowlist
 from components.firewall import Egress, EgressArgs
 from components.monitoring import Monitoring, MonitoringArgs
 from components.names import Names
 from components.network import Network, NetworkArgs
 from components.registry import Registry, RegistryArgs
+from contract.service import ModelService
+from contract.stack import StackConfig
 
 
 @dataclass
 class PlatformArgs:
     config: StackConfig
+    services: Sequence[ModelService]  # the stack's model services, loaded with the config
     names: Names
 
 
@@ -81,15 +84,14 @@ class Platform(pulumi.ComponentResource):
         self.k8s_provider = self.cluster.k8s_provider
         self.models = self.router = None
         if config.models:
-            from components.workloads import ModelServices, ModelServicesArgs
-
             from components.router_cluster import RouterCluster, RouterClusterArgs
+            from components.workloads import ModelServices, ModelServicesArgs
 
             on_cluster = {"kubernetes": self.k8s_provider}
             self.models = ModelServices(
                 f"{name}-models",
                 ModelServicesArgs(
-                    config, self.registry_login_server, monitoring=(rg_name, self.monitoring.workspace.id),
+                    config, args.services, self.registry_login_server, monitoring=(rg_name, self.monitoring.workspace.id),
                     names=names, oidc_issuer_url=self.cluster.oidc_issuer_url,
                 ),
                 opts=pulumi.ResourceOptions(parent=self, providers=on_cluster, depends_on=[self.registry]),

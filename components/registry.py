@@ -9,8 +9,8 @@ import pulumi_azure_native.authorization as authorization
 import pulumi_azure_native.containerregistry as containerregistry
 
 from components.azure_roles import ACR_PULL, assignment_name, role_definition_id
-from components.config import StackConfig
 from components.names import Names
+from contract.stack import StackConfig
 
 
 @dataclass

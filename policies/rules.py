@@ -4,7 +4,7 @@ A rule learns the stack's purpose from the `aks-inference/purpose` tag (Azure re
 label (Kubernetes objects) the program sets. Thresholds live in policy config
 (`--policy-pack-config`). The protected-cluster force-new rule reads the previous
 `networkProfile` from its config key `previous` (`{cluster resource name: networkProfile}`),
-which `components/plan.py` fills in from the previous `plans/<stack>.json`.
+which `review/plan.py` fills in from the previous `plans/<stack>.json`.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from pulumi_policy import (
 
 from components.names import PURPOSE_TAG as PURPOSE
 from components.replacement import FORCE_NEW_NETWORK_FIELDS
-from components.vmsizes import retirement, vcpus
+from contract.stack import PRODUCTION_PURPOSES
+from contract.vmsizes import retirement, vcpus
 from router.discovery import MODEL_SERVICE_LABEL as MODEL_LABEL
 from router.discovery import ROUTER_APP as ROUTER_NAME
 
@@ -39,7 +40,6 @@ BLOB_DATA_WRITER_ROLES = ("b7e6dc6d-f1e8-4753-8033-0f276bb0955b", "ba92f5b4-2d11
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 SERVICE = "kubernetes:core/v1:Service"
 HPA_TYPES = ("kubernetes:autoscaling/v2:HorizontalPodAutoscaler", "kubernetes:autoscaling/v1:HorizontalPodAutoscaler")
-PRODUCTION = ("FastProd", "DenseProd")
 GPU = "nvidia.com/gpu"
 
 
@@ -69,7 +69,7 @@ def _purpose(props: Any) -> str | None:
 
 
 def _is_production(props: Any) -> bool:
-    return _purpose(props) in PRODUCTION
+    return _purpose(props) in PRODUCTION_PURPOSES
 
 
 def _labels(props: Any) -> dict:

@@ -62,21 +62,6 @@ def decide(sample: Sample, settings: AutoscaleSettings, previous: tuple[tuple[fl
     return Decision(min(settings.max_replicas, max(settings.min_replicas, highest)), current, window)
 
 
-def settings_for(service, purpose: str, scale_down_window_seconds: float = 60.0) -> AutoscaleSettings:
-    """Autoscaling for a v1 service (serving.v1.ModelService); off for DevTest clusters, as in Azure ML."""
-    enabled = service.autoscale_on and purpose != "DevTest"
-    return AutoscaleSettings(
-        enabled=enabled,
-        min_replicas=service.min_replicas,
-        max_replicas=service.max_replicas,
-        target_utilization=service.target_utilization,
-        refresh_seconds=service.refresh_seconds,
-        scale_down_window_seconds=scale_down_window_seconds,
-        max_concurrent=service.max_concurrent,
-        fixed_replicas=service.initial_replicas,
-    )
-
-
 def replicas_for_load(rps: float, seconds: float, utilization: float, concurrency: int) -> int:
     """Azure ML v1's sizing formula: ceil(rps * request time / target utilization / concurrency)."""
     if rps <= 0 or seconds <= 0 or not 0 < utilization <= 1 or concurrency < 1:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from router.actuators import Actuator
 from router.autoscaler import AutoscaleSettings, Decision, Sample, decide
 from router.metrics import Load, collect
 
@@ -29,7 +30,7 @@ class ControlPlane:
     def __init__(
         self,
         services: list[ManagedService],
-        actuator,
+        actuator: Actuator,
         admin_urls: list[str],
         *,
         clock: Callable[[], float] = time.monotonic,
@@ -98,23 +99,3 @@ class ControlPlane:
         while not stop.is_set():
             self.tick()
             stop.wait(interval)
-
-
-def main() -> int:
-    """`python -m router.controlplane --mode kubernetes` (in a router pod) or `--mode local` (= aksinf serve)."""
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m router.controlplane")
-    parser.add_argument("--mode", choices=["kubernetes", "local"], default="kubernetes")
-    args, rest = parser.parse_known_args()
-    if args.mode == "local":
-        from aksinf.cli import main as cli
-
-        return cli(["serve", *rest])
-    from router.kubernetes import main as in_cluster
-
-    return in_cluster()
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -53,16 +53,15 @@ class DiscoveredService:
 
 
 def annotations_for(
-    *, name: str, auth: str, keys_secret: str | None, scoring_timeout_ms: int, max_concurrent: int,
-    max_queue_wait_ms: int, deployment: str, autoscale: AutoscaleSettings,
+    route: ServiceRoute, *, deployment: str, autoscale: AutoscaleSettings, keys_secret: str | None
 ) -> dict[str, str]:
-    """The annotations a model Service must carry (used by the Pulumi side; the inverse of `discover`)."""
+    """The annotations a model Service must carry (used by the deployer; the inverse of `discover`)."""
     annotations = {
-        SERVICE_NAME: name,
-        AUTH: auth,
-        SCORING_TIMEOUT_MS: str(scoring_timeout_ms),
-        MAX_CONCURRENT: str(max_concurrent),
-        MAX_QUEUE_WAIT_MS: str(max_queue_wait_ms),
+        SERVICE_NAME: route.name,
+        AUTH: route.auth,
+        SCORING_TIMEOUT_MS: str(route.scoring_timeout_ms),
+        MAX_CONCURRENT: str(route.max_concurrent),
+        MAX_QUEUE_WAIT_MS: str(route.max_queue_wait_ms),
         DEPLOYMENT: deployment,
         AUTOSCALE: json.dumps(
             {

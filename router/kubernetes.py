@@ -7,39 +7,20 @@ scale and need no long-lived watches); see router/discovery.py for the contract.
 
 from __future__ import annotations
 
-import os
-from dataclasses import replace
 import socket
 import threading
 import time
-from pathlib import Path
+from dataclasses import replace
 
 from prometheus_client import start_http_server
 
 from router.actuators import KubernetesScaler
 from router.controlplane import ControlPlane, ManagedService
-from router.discovery import MODEL_SERVICE_LABEL, ROUTER_APP, ROUTER_NAMESPACE, SERVICE_NAME_LABEL, discover
-from router.envoy import ConfigWriter
-from router.metrics import Load, collect
+from router.discovery import MODEL_SERVICE_LABEL, SERVICE_NAME_LABEL, discover
+from router.environment import RouterEnvironment
+from router.envoy_files import ConfigWriter
 from router.leader import KubernetesLeases, LeaderElector
-from router.spec import JwtSettings, RouterSettings, TlsSettings
-
-
-def _settings() -> RouterSettings:
-    tls_dir = Path(os.environ.get("AKSINF_TLS_DIR", "/etc/aks-inference/tls"))
-    tls = TlsSettings(str(tls_dir / "tls.crt"), str(tls_dir / "tls.key")) if (tls_dir / "tls.crt").exists() else None
-    jwt = None
-    if os.environ.get("AKSINF_JWT_ISSUER"):
-        jwt = JwtSettings(os.environ["AKSINF_JWT_ISSUER"], (os.environ["AKSINF_JWT_AUDIENCE"],), jwks_uri=os.environ["AKSINF_JWKS_URI"])
-    return RouterSettings(
-        config_dir=Path(os.environ.get("AKSINF_CONFIG_DIR", "/etc/envoy/dynamic")),
-        listen_host="0.0.0.0",  # in a pod: the Service routes to the pod IP
-        listen_port=int(os.environ.get("AKSINF_LISTEN_PORT", "8443" if tls else "8080")),
-        admin_port=int(os.environ.get("AKSINF_ADMIN_PORT", "9901")),
-        admin_host="0.0.0.0",  # peers read each other's gauges; the NetworkPolicy admits only router pods
-        jwt=jwt,
-        tls=tls,
-    )
+from router.metrics import Load, collect
 
 
 def as_api_dicts(object_list) -> list[dict]:
@@ -49,22 +30,20 @@ def as_api_dicts(object_list) -> list[dict]:
     return ApiClient().sanitize_for_serialization(object_list).get("items", [])
 
 
-def main() -> int:
+def main(environment: RouterEnvironment) -> int:
     from kubernetes import client, config
 
     config.load_incluster_config()
     core, discovery_api = client.CoreV1Api(), client.DiscoveryV1Api()
     apps, coordination = client.AppsV1Api(), client.CoordinationV1Api()
-    namespaces = [n for n in os.environ.get("AKSINF_MODEL_NAMESPACES", "models").split(",") if n]
-    own_namespace = os.environ.get("AKSINF_NAMESPACE", ROUTER_NAMESPACE)
-    router_service = os.environ.get("AKSINF_ROUTER_SERVICE", ROUTER_APP)
-    settings = _settings()
+    namespaces, own_namespace, router_service = environment.model_namespaces, environment.namespace, environment.router_service
+    settings = environment.router_settings()
     writer = ConfigWriter(settings.config_dir)
     writer.write_bootstrap(settings)
     elector = LeaderElector(socket.gethostname(), KubernetesLeases(coordination, own_namespace, "aks-inference-autoscaler"), time.time)
     scaler = KubernetesScaler(apps, {})
     plane = ControlPlane([], scaler, [])
-    start_http_server(int(os.environ.get("AKSINF_METRICS_PORT", "9090")), registry=plane.registry)
+    start_http_server(environment.metrics_port, registry=plane.registry)
     stop = threading.Event()
     while not stop.is_set():
         services, slices, secrets = [], [], []

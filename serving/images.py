@@ -121,7 +121,7 @@ def _copy(source: Path, target: Path) -> None:
 
 
 def environment_for(service) -> EnvironmentSpec:
-    """The environment of a v1 service (serving.v1.ModelService)."""
+    """The environment of a v1 service (contract.v1_files.ModelService)."""
     inference = service.inference
     if inference.environment is not None:
         conda = json.dumps(inference.environment, sort_keys=True).encode()

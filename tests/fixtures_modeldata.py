@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from aksinf_runtime import collector
-from serving.blob_emulator import BlobEmulator
+from local.blob_emulator import BlobEmulator
 
 
 @pytest.fixture

@@ -1,11 +1,12 @@
-"""Test-side helpers over `components.offline` (the same runner `aksinf plan` uses)."""
+"""Test-side helpers over `review.offline` (the same runner `aksinf plan` uses)."""
 
 from __future__ import annotations
 
 import copy
 from typing import Any
 
-from components.offline import CapturedResource, OfflineRun, read_stack_file, run_program
+from contract.loading import read_stack_file
+from review.offline import CapturedResource, OfflineRun, run_program
 
 __all__ = ["CapturedResource", "OfflineRun", "run_program", "stack_config", "with_config"]
 

@@ -5,8 +5,9 @@ import sys
 
 import pytest
 
-from router.autoscaler import AutoscaleSettings, Sample, decide, replicas_for_load, settings_for, utilization
-from serving.v1 import load_service
+from router.autoscaler import AutoscaleSettings, Sample, decide, replicas_for_load, utilization
+from serving.translate import autoscale_settings as settings_for
+from contract.service import load_service
 
 SETTINGS = AutoscaleSettings(min_replicas=1, max_replicas=10, target_utilization=0.7, scale_down_window_seconds=60)
 
@@ -62,10 +63,10 @@ def test_disabled_autoscaling_keeps_the_fixed_replicas():
 
 def test_devtest_purpose_turns_autoscaling_off():
     service = load_service("examples/models/diabetes", "diabetes")
-    assert service.autoscale_on
+    assert service.deployment.autoscale_on
     assert settings_for(service, "DevTest").enabled is False
     assert settings_for(service, "FastProd").enabled is True
-    assert settings_for(service, "DevTest").fixed_replicas == service.initial_replicas
+    assert settings_for(service, "DevTest").fixed_replicas == service.deployment.initial_replicas
 
 
 def test_replica_formula_gives_the_documented_286():

@@ -8,7 +8,7 @@ from router.autoscaler import AutoscaleSettings
 from router.discovery import MODEL_SERVICE_LABEL, SERVICE_NAME_LABEL, annotations_for, discover
 from router.leader import Conflict, Lease, LeaderElector
 from router.metrics import collect, parse_stats
-from router.net import free_port
+from local.net import free_port
 from router.spec import Endpoint, ServiceRoute
 from tests.fixtures_router import with_endpoints
 
@@ -25,8 +25,8 @@ def _service(name="diabetes", namespace="models", labelled=True):
             "namespace": namespace,
             "labels": {MODEL_SERVICE_LABEL: "true"} if labelled else {},
             "annotations": annotations_for(
-                name=name, auth="key", keys_secret=f"{name}-keys", scoring_timeout_ms=5000, max_concurrent=2,
-                max_queue_wait_ms=800, deployment=f"{name}-deploy", autoscale=AUTOSCALE,
+                ServiceRoute(name, namespace, auth="key", scoring_timeout_ms=5000, max_concurrent=2, max_queue_wait_ms=800),
+                deployment=f"{name}-deploy", autoscale=AUTOSCALE, keys_secret=f"{name}-keys",
             ),
         }
     }
@@ -228,8 +228,8 @@ def test_parse_latency_reads_the_median_service_time():
 
 
 def test_observed_latency_resizes_the_queue_only_when_it_changes(tmp_path):
-    from router.actuators import LocalProcesses, LocalService
-    from router.envoy import ConfigWriter
+    from local.processes import LocalProcesses, LocalService
+    from router.envoy_files import ConfigWriter
     from router.spec import RouterSettings
 
     settings = RouterSettings(config_dir=tmp_path, listen_port=1, admin_port=2)

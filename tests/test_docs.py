@@ -21,7 +21,8 @@ def _documented(text: str, key: str) -> bool:
 def test_readme_documents_every_stack_key():
     from pydantic import BaseModel
 
-    from components.config import StackConfig, _unwrap
+    from contract.errors import unwrap_model as _unwrap
+    from contract.stack import StackConfig
 
     text = README.read_text()
     missing = []

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from components.config import PROJECT_ROOT
+from contract.stack import PROJECT_ROOT
 from serving import hashing, images
 from serving.hashing import IgnoreRules, StatCache, included_files
 from serving.images import RUNTIME_PINS, EnvironmentSpec, ServiceImage, environment_for, runtime_files, service_image
-from serving.v1 import load_service
+from contract.service import load_service
 
 SAMPLE = Path(__file__).resolve().parent.parent / "examples" / "models" / "diabetes"
 

@@ -6,7 +6,7 @@ import pytest
 
 from components.cluster import EXPLICIT_NETWORK_FIELDS
 from components.egress import egress_allowlist
-from components.stack import validate_stack_config
+from contract.loading import validate_stack_config
 from tests.pulumi_harness import run_program, with_config
 
 AKS = "azure-native:containerservice:ManagedCluster"

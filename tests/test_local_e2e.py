@@ -16,10 +16,10 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from router.local import LocalPlatform
+from local.platform import LocalPlatform
 from router.metrics import in_flight_per_host
-from router.net import free_port
-from serving.v1 import load_service
+from local.net import free_port
+from contract.service import load_service
 
 SLOW_SCRIPT = '''
 import os, time
@@ -219,7 +219,7 @@ def _model_servers_under(parent: int) -> list[int]:
         try:
             with open(f"/proc/{entry}/stat") as stat, open(f"/proc/{entry}/cmdline", "rb") as cmdline:
                 ppid = int(stat.read().rsplit(")", 1)[1].split()[1])
-                if ppid == parent and b"serving.local_server" in cmdline.read():
+                if ppid == parent and b"local.model_server" in cmdline.read():
                     found.append(int(entry))
         except (OSError, ValueError):
             continue

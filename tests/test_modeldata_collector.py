@@ -13,8 +13,9 @@ import numpy
 import pytest
 
 from aksinf_runtime import ModelDataCollector, collector
-from aksinf_runtime.shipping import BlobSink, FolderSink, Shipper, ShipperSettings, check_destination
-from serving.blob_emulator import BlobEmulator
+from aksinf_runtime.shipping import Shipper, ShipperSettings
+from aksinf_runtime.sinks import BlobSink, FolderSink, check_destination
+from local.blob_emulator import BlobEmulator
 
 CONTAINER = "modeldata"
 BLOB_NAME = re.compile(

@@ -7,10 +7,10 @@ import json
 
 import httpx
 
-from components.config import PROJECT_ROOT
-from router.local import LocalPlatform
-from router.net import free_port
-from serving.v1 import load_service
+from contract.stack import PROJECT_ROOT
+from local.platform import LocalPlatform
+from local.net import free_port
+from contract.service import load_service
 
 SAMPLE = PROJECT_ROOT / "examples" / "models" / "diabetes"
 CONTAINER = "modeldata"
@@ -30,7 +30,7 @@ def test_one_request_id_joins_router_log_server_log_and_collected_data(blob_emul
     # Hour-long batches: whatever reaches the emulator was flushed by the servers' shutdown.
     monkeypatch.setenv("AKSINF_MODELDATA_BATCH_SECONDS", "3600")
     service = load_service(SAMPLE, "diabetes")
-    assert service.collects_model_data
+    assert service.deployment.collects_model_data
     body = (SAMPLE / "sample-request.json").read_bytes()
     run_dir = tmp_path / "run"
     platform = LocalPlatform(

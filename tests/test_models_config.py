@@ -10,8 +10,10 @@ import pytest
 import yaml
 
 from aksinf import cli
-from components.config import PROJECT_ROOT, ConfigError, validate_stack_config
-from serving.v1 import load_service
+from contract.errors import ConfigError
+from contract.loading import load_stack, validate_stack_config
+from contract.service import load_service
+from contract.stack import PROJECT_ROOT
 
 SAMPLE = PROJECT_ROOT / "examples" / "models" / "diabetes"
 ADMIN_GROUP = "00000000-0000-0000-0000-000000000001"
@@ -44,7 +46,7 @@ def test_sample_model_validates_from_any_working_directory(tmp_path, monkeypatch
 
 
 def test_models_arrive_as_json_text_from_pulumi():
-    from components.config import parse_config_value
+    from contract.loading import parse_config_value
 
     config = validate(models=parse_config_value(json.dumps([{**DIABETES, "deployment": {"scoringTimeoutMs": 9000}}])))
     assert config.models[0].deployment == {"scoringTimeoutMs": 9000}
@@ -103,7 +105,7 @@ def test_token_auth_needs_the_auth_section():
     found = issues(models=[token])
     assert "needs aks-inference:auth" in found["models[0].deployment.tokenAuthEnabled"]
     config = validate(models=[token], auth={"tenantId": TENANT, "audience": "api://aks-inference"})
-    assert load_service(config.models[0].folder, "diabetes", config.models[0].deployment).auth_mode == "token"
+    assert load_service(config.models[0].folder, "diabetes", config.models[0].deployment).deployment.auth_mode == "token"
 
 
 def test_auth_derives_issuer_and_jwks():
@@ -170,7 +172,7 @@ def test_import_v1_output_round_trips_through_validation(tmp_path, capsys):
     service = load_service(entry.folder, entry.name, entry.deployment)
     expected = {key: value for key, value in v1_deploy.items() if key != "keys"}
     assert service.deployment.to_v1(explicit_only=True) == {**expected, "containerResourceRequirements": {"cpu": 0.5, "memoryInGB": 1.0}}
-    assert (service.min_replicas, service.max_replicas, service.max_concurrent) == (2, 6, 2)
+    assert (service.deployment.min_replicas, service.deployment.max_replicas, service.deployment.max_concurrent) == (2, 6, 2)
 
 
 def test_import_v1_paths_inside_the_project_are_relative(capsys):
@@ -243,9 +245,7 @@ def test_secret_models_section_redacts_values_in_cross_checks():
 
 
 def test_stack_services_load_in_order():
-    from serving.v1 import load_stack_services
-
-    config = validate(models=[DIABETES, {**DIABETES, "name": "diabetes-fixed", "deployment": {"autoScaler": None, "numReplicas": 2}}])
-    services = load_stack_services(config.models)
+    models = [DIABETES, {**DIABETES, "name": "diabetes-fixed", "deployment": {"autoScaler": None, "numReplicas": 2}}]
+    services = load_stack({**BASE, "models": models}, "westeurope").services
     assert [s.name for s in services] == ["diabetes", "diabetes-fixed"]
-    assert services[0].autoscale_on and not services[1].autoscale_on and services[1].initial_replicas == 2
+    assert services[0].deployment.autoscale_on and not services[1].deployment.autoscale_on and services[1].deployment.initial_replicas == 2

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from components.offline import ROOT
-from components.plan import main
+from contract.stack import PROJECT_ROOT as ROOT
+from review.plan import main
 from tests.pulumi_harness import run_program, stack_config, with_config
 
 POOL = "azure-native:containerservice:AgentPool"

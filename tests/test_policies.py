@@ -10,8 +10,9 @@ from collections.abc import Callable
 
 import pytest
 
-from components.offline import ROOT, CapturedResource
-from policies.analyzer import analyze
+from contract.stack import PROJECT_ROOT as ROOT
+from review.offline import CapturedResource
+from review.analyzer import analyze
 from policies.rules import ALL, markdown_table
 from tests.pulumi_harness import run_program
 

@@ -18,10 +18,11 @@ import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from router.envoy import InvalidConfig, render_dynamic, validate_config
+from router.envoy_config import render_dynamic
+from router.envoy_files import InvalidConfig, validate_config
 from router.spec import Endpoint, JwtSettings, RouterSettings, ServiceRoute, TlsSettings
 from tests.certs import self_signed
-from router.net import free_port
+from local.net import free_port
 from tests.fixtures_router import with_endpoints
 
 PRIMARY, SECONDARY = "p" * 32, "s" * 32

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import BaseModel
 
-from components.config import REDACTED
-from serving.v1 import DeploymentConfig, parse_deployment
+from contract.errors import REDACTED
+from contract.v1_files import DeploymentConfig, parse_deployment
 
 SECRET = "s3cr3t-primary-key-0123456789"
 OTHER_SECRET = "s3cr3t-secondary-key-987654321"

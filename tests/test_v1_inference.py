@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from serving.v1 import parse_inference
+from contract.v1_files import parse_inference
 
 ENTRY = "def init():\n    pass\n\n\ndef run(raw_data):\n    return raw_data\n"
 CONDA = "name: svc\ndependencies:\n  - python=3.11\n"

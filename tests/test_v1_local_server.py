@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from serving import local_server
+from local import model_server as local_server
 
 SAMPLE = Path(__file__).resolve().parents[1] / "examples" / "models" / "diabetes"
 

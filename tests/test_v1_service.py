@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from serving import local_server
-from serving.v1 import MAX_MODELS, ServiceConfigError, deep_merge, load_service
+from local import model_server as local_server
+from contract.service import MAX_MODELS, ServiceConfigError, load_service
+from contract.v1_files import deep_merge
 
 SAMPLE = Path(__file__).resolve().parents[1] / "examples" / "models" / "diabetes"
 ENTRY = "def init():\n    pass\n\n\ndef run(raw_data):\n    return raw_data\n"
@@ -46,16 +47,16 @@ def test_sample_service_loads_with_what_the_router_needs():
     assert svc.model_dir == SAMPLE / "model"
     assert svc.conda_file == SAMPLE / "conda.yml"
     assert svc.namespace == "models"
-    assert svc.auth_mode == "key" and svc.primary_key is None and svc.secondary_key is None
-    assert svc.scoring_timeout_ms == 5000
-    assert (svc.max_concurrent, svc.max_queue_wait_ms) == (1, 500)
-    assert svc.autoscale_on and (svc.min_replicas, svc.max_replicas, svc.initial_replicas) == (1, 4, 1)
-    assert svc.target_utilization == pytest.approx(0.7) and svc.refresh_seconds == 1
+    assert svc.deployment.auth_mode == "key" and svc.deployment.keys.primary_key is None and svc.deployment.keys.secondary_key is None
+    assert svc.deployment.scoring_timeout_ms == 5000
+    assert (svc.deployment.max_concurrent, svc.deployment.max_queue_wait_ms) == (1, 500)
+    assert svc.deployment.autoscale_on and (svc.deployment.min_replicas, svc.deployment.max_replicas, svc.deployment.initial_replicas) == (1, 4, 1)
+    assert svc.deployment.target_utilization == pytest.approx(0.7) and svc.deployment.refresh_seconds == 1
 
 
 def test_server_command_matches_the_deployment(service):
     svc = load_service(service, "svc-one")
-    argv = svc.server_command(18001)
+    argv = local_server.command_for(svc, 18001)
     assert argv == local_server.command(
         service / "score.py", service / "model", 18001, workers=1, scoring_timeout_ms=3000, source_dir=service, service_name=svc.name
     )
@@ -63,15 +64,15 @@ def test_server_command_matches_the_deployment(service):
 
 def test_stack_overrides_are_merged_over_the_file(service):
     svc = load_service(service, "svc-one", {"numReplicas": None, "autoScaler": {"autoscaleEnabled": True, "maxReplicas": 5}, "namespace": "team-a"})
-    assert svc.autoscale_on and svc.max_replicas == 5
-    assert svc.scoring_timeout_ms == 3000  # kept from the file
+    assert svc.deployment.autoscale_on and svc.deployment.max_replicas == 5
+    assert svc.deployment.scoring_timeout_ms == 3000  # kept from the file
     assert svc.namespace == "team-a"
 
 
 def test_deploymentconfig_is_optional(service):
     (service / "deploymentconfig.json").unlink()
     svc = load_service(service, "svc-one", {"maxQueueWaitMs": 900})
-    assert svc.max_queue_wait_ms == 900 and svc.deployment.compute_type == "AKS"
+    assert svc.deployment.max_queue_wait_ms == 900 and svc.deployment.compute_type == "AKS"
 
 
 def test_every_problem_is_reported_with_full_keys(service):

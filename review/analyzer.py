@@ -10,21 +10,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import yaml
 from google.protobuf import json_format, struct_pb2
 from pulumi.runtime.proto import analyzer_pb2
 from pulumi_policy import EnforcementLevel
 from pulumi_policy.policy import _PolicyAnalyzerServicer
 
-from components.offline import CapturedResource
+from policies.pack import LEVELS, PACK, VERSION
 from policies.rules import ALL
+from review.offline import CapturedResource
 
-PACK = "aks-inference"
-VERSION = yaml.safe_load((Path(__file__).parent / "PulumiPolicy.yaml").read_text())["version"]
-LEVELS = ("mandatory", "advisory")
 _WIRE_LEVEL = {"advisory": 0, "mandatory": 1, "disabled": 2, "remediate": 3}
 
 

@@ -23,13 +23,13 @@ from typing import Any
 import pulumi
 import pulumi.runtime
 import pulumi.runtime.settings as settings
-import yaml
 from pulumi.runtime.mocks import MockMonitor
 
-PROJECT = "aks-inference"
-ROOT = Path(__file__).resolve().parent.parent
-PROGRAM = ROOT / "__main__.py"
-STACKS_DIR = ROOT / "stacks"
+from contract.loading import read_stack_file
+from contract.stack import NAMESPACE as PROJECT
+from contract.stack import PROJECT_ROOT
+
+PROGRAM = PROJECT_ROOT / "__main__.py"
 
 SECRET_SIG_KEY = "4dabf18193072939515e22adb298388d"
 SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
@@ -282,19 +282,6 @@ contexts: [{{name: {name}, context: {{cluster: {name}, user: clusterUser}}}}]
 current-context: {name}
 users: [{{name: clusterUser, user: {{token: offline-only}}}}]
 """
-
-
-def stack_file(stack: str) -> Path:
-    return STACKS_DIR / f"Pulumi.{stack}.yaml"
-
-
-def read_stack_file(stack: str) -> dict[str, Any]:
-    """The `config:` map of a stack file with every key fully namespaced."""
-    data = yaml.safe_load(stack_file(stack).read_text()) or {}
-    config = {}
-    for key, value in (data.get("config") or {}).items():
-        config[key if ":" in key else f"{PROJECT}:{key}"] = value
-    return config
 
 
 def _as_config_string(value: Any) -> str:

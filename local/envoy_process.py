@@ -9,8 +9,8 @@ import subprocess
 import urllib.request
 from pathlib import Path
 
-from router.envoy import envoy_binary
-from router.net import LOOPBACK, wait_http_ok
+from local.net import LOOPBACK, wait_http_ok
+from router.envoy_files import envoy_argv
 
 
 class EnvoyProcess:
@@ -28,16 +28,7 @@ class EnvoyProcess:
     def start(self, timeout: float = 15.0) -> EnvoyProcess:
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child process
         self.process = subprocess.Popen(
-            [
-                envoy_binary(),
-                "-c", str(self.bootstrap),
-                "--concurrency", str(self.concurrency),
-                # Several Envoys may share a machine (replicas, tests): no shared-memory hot restart.
-                "--disable-hot-restart",
-                "--log-level", "warn",
-                # Access logs reach the file (or stdout, in a pod) within half a second, not Envoy's default 10 s.
-                "--file-flush-interval-msec", "500",
-            ],
+            envoy_argv(self.bootstrap, concurrency=self.concurrency, shared_machine=True),
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,

@@ -16,11 +16,11 @@ from typing import Any
 
 import yaml
 
-from components.offline import CapturedResource, OfflineRun, run_program
-from policies.analyzer import LEVELS, analyze
 from components.replacement import FORCE_NEW
-
-REDACTED = "[secret]"
+from contract.errors import REDACTED
+from policies.pack import LEVELS
+from review.analyzer import analyze
+from review.offline import OfflineRun, run_program
 
 
 def _path_value(value: Any, dotted: str) -> Any:

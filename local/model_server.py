@@ -9,7 +9,7 @@ gracefully (in-flight requests finish), SIGINT/SIGQUIT stop it at once.
 
 Stable CLI (the local actuator and the tests spawn servers through it):
 
-    python -m serving.local_server --entry-script PATH --model-dir DIR --port PORT
+    python -m local.model_server --entry-script PATH --model-dir DIR --port PORT
         [--workers N] [--scoring-timeout-ms MS] [--source-dir DIR]
         [--service-name NAME] [--collect-model-data DESTINATION [--modeldata-spool DIR]]
 
@@ -48,20 +48,17 @@ v1 showed as CrashLoopBackOff); a bad argument exits with code 2.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 from pathlib import Path
 
-LOOPBACK = "127.0.0.1"
+from aksinf_runtime import environment as env
+from contract.service import ModelService
+from contract.v1_files import DEFAULT_SCORING_TIMEOUT_MS
+from local.net import LOOPBACK
+from serving.translate import worker_timeout_seconds
+
 DEFAULT_WORKERS = 1
-DEFAULT_SCORING_TIMEOUT_MS = 60_000
-V1_WORKER_TIMEOUT_SECONDS = 300
-
-
-def worker_timeout_seconds(scoring_timeout_ms: int) -> int:
-    """gunicorn's hard kill must come after the scoring timeout, or long allowed requests get dropped."""
-    return max(V1_WORKER_TIMEOUT_SECONDS, math.ceil(scoring_timeout_ms / 1000) + 5)
 
 
 def command(
@@ -79,7 +76,7 @@ def command(
     argv = [
         sys.executable,
         "-m",
-        "serving.local_server",
+        "local.model_server",
         "--entry-script",
         str(entry_script),
         "--model-dir",
@@ -102,6 +99,25 @@ def command(
     return argv
 
 
+def command_for(service: ModelService, port: int, modeldata: str | None = None, modeldata_spool: Path | None = None) -> list[str]:
+    """argv of one local replica of `service` on 127.0.0.1:`port` (one worker per allowed concurrent request).
+
+    `modeldata`: where collected model data goes locally, used only if this service collects it."""
+    deployment = service.deployment
+    collect = modeldata if deployment.collects_model_data else None
+    return command(
+        service.entry_script,
+        service.model_dir,
+        port,
+        workers=deployment.max_concurrent,
+        scoring_timeout_ms=deployment.scoring_timeout_ms,
+        source_dir=service.source_dir,
+        service_name=service.name,
+        collect_model_data=collect,
+        modeldata_spool=modeldata_spool if collect else None,
+    )
+
+
 def _positive(text: str) -> int:
     value = int(text)
     if value <= 0:
@@ -118,7 +134,7 @@ def _port(text: str) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m serving.local_server",
+        prog="python -m local.model_server",
         description="Run azureml-inference-server-http bound to 127.0.0.1.",
     )
     parser.add_argument("--entry-script", required=True, type=Path, help="entry script with init() and run()")
@@ -136,7 +152,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _destination(text: str) -> str:
-    from aksinf_runtime.shipping import check_destination
+    from aksinf_runtime.sinks import check_destination
 
     try:
         check_destination(text)
@@ -151,21 +167,21 @@ def server_environment(args: argparse.Namespace) -> dict[str, str]:
     source_dir = (args.source_dir or entry_script.parent).resolve()
     worker_timeout = worker_timeout_seconds(args.scoring_timeout_ms)
     environment = {
-        "AZUREML_MODEL_DIR": str(args.model_dir.resolve()),
-        "AZUREML_ENTRY_SCRIPT": str(entry_script),
-        "AML_APP_ROOT": str(source_dir),
-        "WORKER_COUNT": str(args.workers),
-        "SCORING_TIMEOUT_MS": str(args.scoring_timeout_ms),
-        "WORKER_TIMEOUT": os.environ.get("WORKER_TIMEOUT", str(worker_timeout)),
+        env.MODEL_DIR: str(args.model_dir.resolve()),
+        env.ENTRY_SCRIPT: str(entry_script),
+        env.APP_ROOT: str(source_dir),
+        env.WORKER_COUNT: str(args.workers),
+        env.SCORING_TIMEOUT_MS: str(args.scoring_timeout_ms),
+        env.WORKER_TIMEOUT: os.environ.get(env.WORKER_TIMEOUT, str(worker_timeout)),
         "GUNICORN_CMD_ARGS": "--no-control-socket",
     }
     if args.service_name:
-        environment["AKSINF_SERVICE_NAME"] = args.service_name
+        environment[env.SERVICE_NAME] = args.service_name
     if args.collect_model_data:
-        environment["AML_MODEL_DC_STORAGE_ENABLED"] = "true"
-        environment["AKSINF_MODELDATA_DESTINATION"] = args.collect_model_data
+        environment[env.MODELDATA_ENABLED] = "true"
+        environment[env.MODELDATA_DESTINATION] = args.collect_model_data
         if args.modeldata_spool:
-            environment["AKSINF_MODELDATA_SPOOL"] = str(args.modeldata_spool.resolve())
+            environment[env.MODELDATA_SPOOL] = str(args.modeldata_spool.resolve())
     return environment
 
 
@@ -183,8 +199,8 @@ def main(argv: list[str] | None = None) -> None:
 
     serve.main(
         [
-            "--entry_script", environment["AZUREML_ENTRY_SCRIPT"],
-            "--model_dir", environment["AZUREML_MODEL_DIR"],
+            "--entry_script", environment[env.ENTRY_SCRIPT],
+            "--model_dir", environment[env.MODEL_DIR],
             "--port", str(args.port),
             "--worker_count", str(args.workers),
         ],

@@ -13,32 +13,34 @@ import functools
 import json
 import secrets
 import threading
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from prometheus_client import start_http_server
 
-from router.actuators import LocalProcesses, LocalService
-from router.autoscaler import settings_for
+from contract.service import ModelService
+from local.envoy_process import EnvoyProcess
+from local.model_server import command_for
+from local.net import LOOPBACK, free_port
+from local.processes import LocalProcesses, LocalService
 from router.controlplane import ControlPlane, ManagedService
-from router.envoy import ConfigWriter
-from router.envoy_process import EnvoyProcess
-from router.net import LOOPBACK, free_port
+from router.envoy_files import ConfigWriter
 from router.spec import JwtSettings, RouterSettings, ServiceRoute
+from serving.translate import autoscale_settings, initial_replicas, route_for
 
 DEFAULT_PORT = 8800
 
 
 @dataclass
 class LocalPlatform:
-    services: list  # serving.v1.ModelService
+    services: list[ModelService]
     run_dir: Path
     purpose: str = "FastProd"
     listen_port: int = DEFAULT_PORT
     scale_down_window_seconds: float = 60.0
     jwt: JwtSettings | None = None
     modeldata: str | None = None  # file:///folder or an emulator URL; default: .run/modeldata
-    started: list = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -67,29 +69,21 @@ class LocalPlatform:
         stored = json.loads(path.read_text()) if path.exists() else {}
         keys = {}
         for service in self.services:
-            if service.auth_mode != "key":
+            if service.deployment.auth_mode != "key":
                 continue
-            configured = [k for k in (service.primary_key, service.secondary_key) if k]
+            configured = [k for k in (service.deployment.keys.primary_key, service.deployment.keys.secondary_key) if k]
             keys[service.name] = configured or stored.get(service.name) or [secrets.token_urlsafe(24), secrets.token_urlsafe(24)]
         path.write_text(json.dumps(keys, indent=2, sort_keys=True))
         path.chmod(0o600)
         return keys
 
-    def _server_command(self, service):
+    def _server_command(self, service: ModelService) -> Callable[[int], list[str]]:
         # One spool per service: replicas of a service may adopt each other's batches, never another's.
         spool = self.run_dir / "modeldata-spool" / service.name
-        return functools.partial(service.server_command, modeldata=self.modeldata, modeldata_spool=spool)
+        return functools.partial(command_for, service, modeldata=self.modeldata, modeldata_spool=spool)
 
-    def _route(self, service) -> ServiceRoute:
-        return ServiceRoute(
-            name=service.name,
-            namespace=service.namespace,
-            auth=service.auth_mode,
-            keys=tuple(self.keys.get(service.name, ())),
-            scoring_timeout_ms=service.scoring_timeout_ms,
-            max_concurrent=service.max_concurrent,
-            max_queue_wait_ms=service.max_queue_wait_ms,
-        )
+    def _route(self, service: ModelService) -> ServiceRoute:
+        return route_for(service, tuple(self.keys.get(service.name, ())))
 
     @property
     def url(self) -> str:
@@ -103,8 +97,8 @@ class LocalPlatform:
         try:
             managed = []
             for service in self.services:
-                autoscale = settings_for(service, self.purpose, self.scale_down_window_seconds)
-                self.actuator.scale(service.name, autoscale.fixed_replicas if not autoscale.enabled else service.initial_replicas)
+                autoscale = autoscale_settings(service, self.purpose, self.scale_down_window_seconds)
+                self.actuator.scale(service.name, initial_replicas(autoscale))
                 managed.append(ManagedService(service.name, self._route(service).cluster_name, autoscale))
             self.actuator.wait_ready(ready_timeout)
             self.envoy = EnvoyProcess(self.writer.write_bootstrap(self.settings), self.settings.admin_port, self.run_dir / "envoy.log")

@@ -17,25 +17,25 @@ from __future__ import annotations
 import ast
 import json
 import keyword
-import os
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+)
 
-from components.config import REDACTED, ConfigError, ConfigIssue, Section, _issues_from
-
-DEPLOYMENT_FILE = "deploymentconfig.json"
-INFERENCE_FILE = "inferenceconfig.json"
-DEFAULT_MODEL_DIR = "model"
-DEFAULT_NAMESPACE = "models"
-MAX_MODELS = 1000
+from contract.errors import REDACTED, ConfigIssue, Section, issues_from, join_key
 
 # v1 resolves these when the deployment leaves them out ([aks] docstrings).
+DEFAULT_SCORING_TIMEOUT_MS = 60_000
 DEFAULT_MIN_REPLICAS = 1
 DEFAULT_MAX_REPLICAS = 10
 DEFAULT_REFRESH_SECONDS = 1
@@ -163,7 +163,7 @@ class DeploymentConfig(V1Section):
     auth_enabled: bool | None = None
     token_auth_enabled: bool = False
     app_insights_enabled: bool = False
-    scoring_timeout_ms: PositiveInt = 60_000
+    scoring_timeout_ms: PositiveInt = DEFAULT_SCORING_TIMEOUT_MS
     max_concurrent_requests_per_container: PositiveInt = 1
     max_queue_wait_ms: PositiveInt = 500
     num_replicas: PositiveInt | None = None
@@ -220,6 +220,11 @@ class DeploymentConfig(V1Section):
     @property
     def gpu_count(self) -> int:
         return self.gpu_cores or self.container_resource_requirements.gpu or 0
+
+    @property
+    def collects_model_data(self) -> bool:
+        """v1 `collect_model_data` / `dataCollection.storageEnabled`."""
+        return self.data_collection.storage_enabled
 
     # ----------------------------------------------------------------- v1 JSON
 
@@ -396,117 +401,7 @@ def _conda_problems(path: Path, given: str) -> Iterable[tuple[str, Any, str]]:
         yield ("condaFile", given, "must be a conda environment file with a 'dependencies' list")
 
 
-# --------------------------------------------------------------------------- service folder
-
-
-@dataclass(frozen=True)
-class ModelService:
-    """One v1 service, validated: what the router, the actuators and the image build need."""
-
-    name: str
-    folder: Path
-    deployment: DeploymentConfig
-    inference: InferenceConfig
-    model_dir: Path
-
-    @property
-    def source_dir(self) -> Path:
-        return (self.folder / (self.inference.source_directory or ".")).resolve()
-
-    @property
-    def entry_script(self) -> Path:
-        return self.source_dir / self.inference.entry_script
-
-    @property
-    def conda_file(self) -> Path | None:
-        return self.source_dir / self.inference.conda_file if self.inference.conda_file else None
-
-    @property
-    def namespace(self) -> str:
-        return self.deployment.namespace or DEFAULT_NAMESPACE
-
-    @property
-    def auth_mode(self) -> Literal["key", "token", "none"]:
-        return self.deployment.auth_mode
-
-    @property
-    def primary_key(self) -> str | None:
-        """None: not configured; the platform generates one for key-auth services."""
-        return self.deployment.keys.primary_key
-
-    @property
-    def secondary_key(self) -> str | None:
-        return self.deployment.keys.secondary_key
-
-    @property
-    def scoring_timeout_ms(self) -> int:
-        return self.deployment.scoring_timeout_ms
-
-    @property
-    def max_concurrent(self) -> int:
-        return self.deployment.max_concurrent
-
-    @property
-    def max_queue_wait_ms(self) -> int:
-        return self.deployment.max_queue_wait_ms
-
-    @property
-    def autoscale_on(self) -> bool:
-        return self.deployment.autoscale_on
-
-    @property
-    def min_replicas(self) -> int:
-        return self.deployment.min_replicas
-
-    @property
-    def max_replicas(self) -> int:
-        return self.deployment.max_replicas
-
-    @property
-    def initial_replicas(self) -> int:
-        return self.deployment.initial_replicas
-
-    @property
-    def target_utilization(self) -> float:
-        return self.deployment.target_utilization
-
-    @property
-    def refresh_seconds(self) -> int:
-        return self.deployment.refresh_seconds
-
-    @property
-    def collects_model_data(self) -> bool:
-        """v1 `collect_model_data` / `dataCollection.storageEnabled`."""
-        return self.deployment.data_collection.storage_enabled
-
-    def server_command(self, port: int, modeldata: str | None = None, modeldata_spool: Path | None = None) -> list[str]:
-        """argv of one local replica on 127.0.0.1:`port` (one worker per allowed concurrent request).
-
-        `modeldata`: where collected model data goes locally, used only if this service collects it.
-        """
-        from serving import local_server
-
-        collect = modeldata if self.collects_model_data else None
-        return local_server.command(
-            self.entry_script,
-            self.model_dir,
-            port,
-            workers=self.max_concurrent,
-            scoring_timeout_ms=self.scoring_timeout_ms,
-            source_dir=self.source_dir,
-            service_name=self.name,
-            collect_model_data=collect,
-            modeldata_spool=modeldata_spool if collect else None,
-        )
-
-
-class ServiceConfigError(ConfigError):
-    """Every problem of one service folder, reported together."""
-
-    def __init__(self, name: str, issues: list[ConfigIssue]):
-        ConfigError.__init__(self, issues)
-        lines = "\n".join(f"  - {issue}" for issue in issues)
-        self.args = (f"{len(issues)} problem(s) in model service {name!r}:\n{lines}",)
+# --------------------------------------------------------------------------- validation helpers
 
 
 def deep_merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
@@ -532,31 +427,6 @@ def _paths(tree: Mapping[str, Any], prefix: str = "") -> set[str]:
     return paths
 
 
-def _join(prefix: str, key: str) -> str:
-    if not prefix:
-        return key
-    return prefix if not key else f"{prefix}.{key}"
-
-
-def _shown(path: Path) -> str:
-    """A path as the user wrote it: relative to the working directory when inside it."""
-    try:
-        return str(path.resolve().relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
-
-
-def _read_json(path: Path, key: str) -> tuple[Any, list[ConfigIssue]]:
-    try:
-        return json.loads(path.read_text(encoding="utf-8")), []
-    except FileNotFoundError:
-        return None, [ConfigIssue(key, _shown(path), "file not found")]
-    except (OSError, UnicodeDecodeError) as exc:
-        return None, [ConfigIssue(key, _shown(path), f"cannot be read: {exc}")]
-    except json.JSONDecodeError as exc:
-        return None, [ConfigIssue(key, _shown(path), f"is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")]
-
-
 def _without(data: Any, locations: Iterable[tuple[Any, ...]]) -> Any:
     """A copy of `data` with the values at `locations` removed (to check the rest)."""
     pruned = json.loads(json.dumps(data, default=str))
@@ -580,7 +450,7 @@ def _validated(model: type[BaseModel], data: Any, key: str) -> tuple[Any, list[C
         except ValidationError:
             partial = None
         issues = []
-        for issue in _issues_from(exc, key, secret=False, root=model):
+        for issue in issues_from(exc, key, secret=False, root=model):
             leaf = issue.key.rsplit(".", 1)[-1]
             if leaf in _MOVED_KEYS and issue.problem.startswith("unknown key"):
                 issue = ConfigIssue(issue.key, issue.value, f"unknown key (v1 ignored it): {_MOVED_KEYS[leaf]}")
@@ -597,7 +467,7 @@ def _with_rules(issues: list[ConfigIssue], key: str, rules: Iterable[tuple[str, 
     skewed = {k.rsplit(".", 1)[0] for k in reported if "." in k.removeprefix(key).lstrip(".")}
     findings = []
     for rule_key, value, problem in rules:
-        full = _join(key, rule_key)
+        full = join_key(key, rule_key)
         if full not in reported and ("." not in rule_key or full.rsplit(".", 1)[0] not in skewed):
             findings.append(ConfigIssue(full, value, problem))
     return issues + findings
@@ -616,7 +486,7 @@ def parse_deployment(
     merged = deep_merge(data, overrides or {})
     if "computeType" not in merged:
         return None, [
-            ConfigIssue(_join(key, "computeType"), None, "is required (v1: 'Need to specify computeType in --deploy-config-file'); allowed: AKS")
+            ConfigIssue(join_key(key, "computeType"), None, "is required (v1: 'Need to specify computeType in --deploy-config-file'); allowed: AKS")
         ]
     config, issues = _validated(DeploymentConfig, merged, key)
     if config is not None:
@@ -638,75 +508,3 @@ def parse_inference(data: Any, folder: Path, key: str = "inferenceConfig") -> tu
     if config is not None:
         issues = _with_rules(issues, key, config.problems(folder))
     return (config if not issues else None), issues
-
-
-def _model_dir_problems(model_dir: Path, key: str, given: str) -> list[ConfigIssue]:
-    if not model_dir.is_dir():
-        return [ConfigIssue(key, given, f"model directory not found (looked for {_shown(model_dir)}); allowed: a folder with the model files")]
-    models = [entry for entry in os.listdir(model_dir) if not entry.startswith(".")]
-    if len(models) > MAX_MODELS:
-        return [ConfigIssue(key, given, f"holds {len(models)} models; allowed: at most {MAX_MODELS} per service (v1 limit)")]
-    return []
-
-
-def _folder_deployment(
-    folder: Path, overrides: Mapping[str, Any] | None, key: str
-) -> tuple[DeploymentConfig | None, list[ConfigIssue]]:
-    deployment_file = folder / DEPLOYMENT_FILE
-    if not deployment_file.exists():
-        return parse_deployment({"computeType": "AKS"}, _join(key, "deployment"), overrides)
-    data, issues = _read_json(deployment_file, _join(key, "path"))
-    if issues:
-        return None, issues
-    return parse_deployment(data, _join(key, "deployment"), overrides, _shown(deployment_file))
-
-
-def load_deployment(path: str | os.PathLike[str], overrides: Mapping[str, Any] | None = None) -> DeploymentConfig | None:
-    """Just the merged deployment of a service folder, or None when it has problems (`load_service` reports them)."""
-    return _folder_deployment(Path(path), overrides, "")[0]
-
-
-def load_stack_services(models: Iterable[Any]) -> list[ModelService]:
-    """The services of a validated stack config (`StackConfig.models`), in order."""
-    return [
-        load_service(entry.folder, entry.name, entry.deployment, model_dir=entry.model_dir, key=f"models[{i}]")
-        for i, entry in enumerate(models)
-    ]
-
-
-def load_service(
-    path: str | os.PathLike[str],
-    name: str,
-    overrides: Mapping[str, Any] | None = None,
-    *,
-    model_dir: str = DEFAULT_MODEL_DIR,
-    key: str = "",
-) -> ModelService:
-    """Load and validate a service folder; raise ServiceConfigError listing every problem.
-
-    `overrides` are v1 deployment keys deep-merged over the folder's deploymentconfig.json
-    (which may be absent: then the overrides are the whole deployment, computeType implied).
-    `key` prefixes every issue key, e.g. `models[0]`."""
-    folder = Path(path)
-    issues: list[ConfigIssue] = []
-    try:
-        check_service_name(name)
-    except ValueError as exc:
-        issues.append(ConfigIssue(_join(key, "name"), name, str(exc)))
-    if not folder.is_dir():
-        issues.append(ConfigIssue(_join(key, "path"), str(path), "is not a directory; allowed: a service folder with inferenceconfig.json"))
-        raise ServiceConfigError(name, issues)
-    deployment, found = _folder_deployment(folder, overrides, key)
-    issues += found
-    inference_data, read_issues = _read_json(folder / INFERENCE_FILE, _join(key, "path"))
-    issues += read_issues
-    inference = None
-    if not read_issues:
-        inference, found = parse_inference(inference_data, folder, _join(key, "inferenceConfig"))
-        issues += found
-    models = folder / model_dir
-    issues += _model_dir_problems(models, _join(key, "modelDir") if model_dir != DEFAULT_MODEL_DIR else _join(key, "path"), model_dir)
-    if issues:
-        raise ServiceConfigError(name, issues)
-    assert deployment is not None and inference is not None
-    return ModelService(name=name, folder=folder.resolve(), deployment=deployment, inference=inference, model_dir=models.resolve())

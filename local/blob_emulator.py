@@ -12,7 +12,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from router.net import LOOPBACK, free_port
+from local.net import LOOPBACK, free_port
 
 AZURITE = Path(__file__).resolve().parent.parent / "tools" / "azurite" / "node_modules" / ".bin" / "azurite-blob"
 
@@ -25,7 +25,7 @@ class BlobEmulator:
 
     @property
     def account_url(self) -> str:
-        from aksinf_runtime.shipping import EMULATOR_ACCOUNT
+        from aksinf_runtime.sinks import EMULATOR_ACCOUNT
 
         return f"http://{LOOPBACK}:{self.port}/{EMULATOR_ACCOUNT}"
 
@@ -70,7 +70,7 @@ class BlobEmulator:
     def service(self):
         from azure.storage.blob import BlobServiceClient
 
-        from aksinf_runtime.shipping import EMULATOR_CREDENTIAL
+        from aksinf_runtime.sinks import EMULATOR_CREDENTIAL
 
         return BlobServiceClient(self.account_url, credential=EMULATOR_CREDENTIAL, retry_total=0)
 

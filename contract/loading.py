@@ -1,0 +1,140 @@
+"""The one loader: stack values in, (validated stack config, loaded model services) out.
+
+Every section is validated on its own, then the service folders of `models` are read once
+(`contract.service.inspect_service`), then the cross-checks run on whatever parsed. All problems
+are raised together as one `ConfigError`; nothing is returned unless everything is valid. The
+deployers and `aksinf serve` take the services from here and never read a service folder again.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+import typing
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from contract.checks import CROSS_CHECKS, ServiceFolders
+from contract.errors import (
+    REDACTED,
+    ConfigError,
+    ConfigIssue,
+    alias_of,
+    issues_from,
+    unwrap_model,
+)
+from contract.service import ModelService, inspect_service
+from contract.stack import NAMESPACE, PROJECT_ROOT, SECRET_KEYS, ModelEntry, StackConfig
+
+STACKS_DIR = PROJECT_ROOT / "stacks"
+LOCATION_KEY = "azure-native:location"
+
+
+@dataclass(frozen=True)
+class LoadedStack:
+    """A valid stack: its config and its model services (in `models` order), each folder read once."""
+
+    config: StackConfig
+    services: tuple[ModelService, ...]
+
+
+def parse_config_value(raw: str) -> Any:
+    """Pulumi hands every config value over as a string; objects and lists as JSON."""
+    try:
+        return json.loads(raw)
+    except (TypeError, ValueError):
+        return raw
+
+
+def _service_folders(models: list[ModelEntry]) -> ServiceFolders:
+    return tuple(
+        inspect_service(entry.folder, entry.name, entry.deployment, model_dir=entry.model_dir, key=f"models[{i}]")
+        if entry.folder.is_dir() else None
+        for i, entry in enumerate(models)
+    )
+
+
+def load_stack(values: Mapping[str, Any], location: Any, secret_keys: Iterable[str] = ()) -> LoadedStack:
+    """Validate `aks-inference:*` values (keys without the namespace) and load their services.
+
+    Raises ConfigError with every issue."""
+    secret = set(secret_keys) | SECRET_KEYS
+    issues: list[ConfigIssue] = []
+    parsed: dict[str, Any] = {}
+    sections = {alias_of(name, StackConfig): name for name in StackConfig.model_fields}
+    for key in values:
+        if key not in sections or key == "location":
+            allowed = [k for k in sections if k != "location"]
+            close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.5)
+            hint = f"did you mean {NAMESPACE}:{close[0]}? " if close else ""
+            issues.append(ConfigIssue(f"{NAMESPACE}:{key}", key, f"unknown key; {hint}allowed keys: {', '.join(allowed)}"))
+    candidates = dict(values)
+    if location is None:
+        issues.append(ConfigIssue(LOCATION_KEY, None, "is required (the Azure region, e.g. westeurope)"))
+    else:
+        candidates["location"] = location
+    for alias, name in sections.items():
+        field = StackConfig.model_fields[name]
+        if alias not in candidates:
+            if field.is_required():
+                if alias != "location":
+                    issues.append(ConfigIssue(alias, None, f"is required; allowed: {_allowed(field.annotation)}"))
+                continue
+            parsed[alias] = field.get_default(call_default_factory=True)
+            continue
+        try:
+            parsed[alias] = TypeAdapter(field.annotation).validate_python(candidates[alias])
+        except ValidationError as exc:
+            model = unwrap_model(field.annotation)
+            root = model if isinstance(model, type) and issubclass(model, BaseModel) else None
+            issues.extend(issues_from(exc, alias if alias != "location" else LOCATION_KEY, alias in secret, root))
+    if "models" in parsed:
+        parsed["services"] = _service_folders(parsed["models"])
+    for needed, check in CROSS_CHECKS:
+        if all(s in parsed for s in needed):
+            for issue in check(*(parsed[s] for s in needed)):
+                issues.append(ConfigIssue(issue.key, REDACTED if re.split(r"[.\[]", issue.key)[0] in secret else issue.value, issue.problem))
+    if issues:
+        raise ConfigError(issues)
+    services = tuple(found.service for found in parsed.pop("services"))
+    return LoadedStack(StackConfig.model_validate(parsed), services)
+
+
+def validate_stack_config(values: Mapping[str, Any], location: Any, secret_keys: Iterable[str] = ()) -> StackConfig:
+    """`load_stack` for callers that need only the config (the egress table, checks of one section)."""
+    return load_stack(values, location, secret_keys).config
+
+
+def _allowed(annotation: Any) -> str:
+    args = typing.get_args(annotation)
+    return " | ".join(map(str, args)) if typing.get_origin(annotation) is Literal else str(annotation)
+
+
+# --------------------------------------------------------------------------- stack files
+
+
+def stack_file(stack: str) -> Path:
+    return STACKS_DIR / f"Pulumi.{stack}.yaml"
+
+
+def read_stack_file(stack: str) -> dict[str, Any]:
+    """The `config:` map of a stack file with every key fully namespaced."""
+    data = yaml.safe_load(stack_file(stack).read_text()) or {}
+    config = {}
+    for key, value in (data.get("config") or {}).items():
+        config[key if ":" in key else f"{NAMESPACE}:{key}"] = value
+    return config
+
+
+def load_stack_file(stack: str) -> LoadedStack:
+    """`load_stack` on a stack file's values (`aksinf serve --stack`)."""
+    raw = read_stack_file(stack)
+    prefix = f"{NAMESPACE}:"
+    values = {key.removeprefix(prefix): value for key, value in raw.items() if key.startswith(prefix)}
+    return load_stack(values, raw.get(LOCATION_KEY))

@@ -1,0 +1,73 @@
+"""One translation: a v1 service (`contract.service.ModelService`) → what the router and the pod need.
+
+Local mode and the cluster deployer both call these, so a service routes, queues, scales and times
+out the same way on a laptop and on AKS: the router's route (`route_for`), the autoscaler's
+settings (`autoscale_settings`), the discovery annotations a model Service carries
+(`discovery_annotations`), the gunicorn hard timeout (`worker_timeout_seconds`) and the name of
+its Kubernetes objects (`workload_name`).
+"""
+
+from __future__ import annotations
+
+import math
+
+from contract.service import ModelService
+from router.autoscaler import AutoscaleSettings
+from router.discovery import annotations_for
+from router.spec import ServiceRoute
+
+# Azure ML turns autoscaling off on DevTest clusters (every replica count is fixed there).
+FIXED_SCALE_PURPOSE = "DevTest"
+V1_WORKER_TIMEOUT_SECONDS = 300  # gunicorn's hard kill in v1's images
+WORKLOAD_PREFIX = "model-"
+
+
+def workload_name(service_name: str) -> str:
+    """The Deployment, Service, ServiceAccount and pod label of a model service."""
+    return f"{WORKLOAD_PREFIX}{service_name}"
+
+
+def worker_timeout_seconds(scoring_timeout_ms: int) -> int:
+    """gunicorn's hard kill must come after the scoring timeout, or long allowed requests get dropped."""
+    return max(V1_WORKER_TIMEOUT_SECONDS, math.ceil(scoring_timeout_ms / 1000) + 5)
+
+
+def autoscale_settings(service: ModelService, purpose: str, scale_down_window_seconds: float = 60.0) -> AutoscaleSettings:
+    """The autoscaler's settings for a v1 service; off for DevTest clusters, as in Azure ML."""
+    deployment = service.deployment
+    return AutoscaleSettings(
+        enabled=deployment.autoscale_on and purpose != FIXED_SCALE_PURPOSE,
+        min_replicas=deployment.min_replicas,
+        max_replicas=deployment.max_replicas,
+        target_utilization=deployment.target_utilization,
+        refresh_seconds=deployment.refresh_seconds,
+        scale_down_window_seconds=scale_down_window_seconds,
+        max_concurrent=deployment.max_concurrent,
+        fixed_replicas=deployment.initial_replicas,
+    )
+
+
+def initial_replicas(autoscale: AutoscaleSettings) -> int:
+    """Replicas at creation: the fixed count when autoscaling is off, else the minimum."""
+    return autoscale.min_replicas if autoscale.enabled else autoscale.fixed_replicas
+
+
+def route_for(service: ModelService, keys: tuple[str, ...] = ()) -> ServiceRoute:
+    """The router's view of a service (endpoints are filled in by discovery or the local actuator)."""
+    deployment = service.deployment
+    return ServiceRoute(
+        name=service.name,
+        namespace=service.namespace,
+        auth=deployment.auth_mode,
+        keys=keys,
+        scoring_timeout_ms=deployment.scoring_timeout_ms,
+        max_concurrent=deployment.max_concurrent,
+        max_queue_wait_ms=deployment.max_queue_wait_ms,
+    )
+
+
+def discovery_annotations(service: ModelService, autoscale: AutoscaleSettings, keys_secret: str | None) -> dict[str, str]:
+    """The annotations of the model's Kubernetes Service, which the in-cluster router discovers."""
+    return annotations_for(
+        route_for(service), deployment=workload_name(service.name), autoscale=autoscale, keys_secret=keys_secret
+    )
