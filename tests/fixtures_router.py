@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from router.envoy_files import ConfigWriter
 from local.envoy_process import EnvoyProcess
 from local.net import LOOPBACK, free_port
+from router.envoy_files import ConfigWriter
 from router.spec import Endpoint, RouterSettings, ServiceRoute
 
 

@@ -1,10 +1,16 @@
 """The README's generated parts match the code they are generated from."""
 
-from pathlib import Path
 
-from components.egress import BEGIN, END, _every_group_on, egress_allowlist, markdown_table
+from components.egress import (
+    BEGIN,
+    END,
+    _every_group_on,
+    egress_allowlist,
+    markdown_table,
+)
+from contract.stack import PROJECT_ROOT
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+README = PROJECT_ROOT / "README.md"
 
 
 def test_readme_egress_table_is_current():

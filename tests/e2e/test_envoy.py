@@ -18,24 +18,25 @@ import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from local.net import free_port
 from router.envoy_config import render_dynamic
 from router.envoy_files import InvalidConfig, validate_config
 from router.spec import Endpoint, JwtSettings, RouterSettings, ServiceRoute, TlsSettings
 from tests.certs import self_signed
-from local.net import free_port
 from tests.fixtures_router import with_endpoints
 
 PRIMARY, SECONDARY = "p" * 32, "s" * 32
+
+
 OTHER_KEY = "o" * 32
+
+
 ISSUER, AUDIENCE = "https://login.example/tenant/v2.0", "api://scoring"
 
 
 def score(router, name, key=None, body=b'{"data": [1]}', timeout=10.0):
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     return httpx.post(f"{router.url}/api/v1/service/{name}/score", content=body, headers=headers, timeout=timeout)
-
-
-# --------------------------------------------------------------------------- config validity
 
 
 def _settings(tmp_path, **kwargs):
@@ -80,21 +81,6 @@ def test_validation_catches_a_broken_config(tmp_path):
         validate_config(files, settings)
 
 
-def test_routes_carry_the_service_timeout_and_safe_retries(tmp_path):
-    routes = render_dynamic(_routes(), _settings(tmp_path))["rds.yaml"]["resources"][0]["virtual_hosts"][0]["routes"]
-    by_name = {r["name"]: r for r in routes}
-    assert by_name["open"]["route"]["timeout"] == "120.000s"  # never Envoy's 15 s default
-    assert by_name["keyed"]["route"]["timeout"] == "60.000s"  # v1's default scoringTimeoutMs
-    # A silent model is not cut by the 5-minute stream idle timeout before its own scoring timeout.
-    long_running = render_dynamic([ServiceRoute("batch", scoring_timeout_ms=900_000)], _settings(tmp_path))
-    assert long_running["rds.yaml"]["resources"][0]["virtual_hosts"][0]["routes"][1]["route"]["idle_timeout"] == "900.000s"
-    assert by_name["keyed"]["route"]["retry_policy"]["retry_on"] == "connect-failure,refused-stream,reset-before-request"
-    assert [r["name"] for r in routes][0] == "health" and routes[-1]["name"] == "unknown-service"
-
-
-# --------------------------------------------------------------------------- key auth
-
-
 def test_key_auth(envoy_router, fake_model):
     model, other = fake_model(), fake_model()
     router = envoy_router(
@@ -131,9 +117,6 @@ def test_health_swagger_and_unknown_service(envoy_router, fake_model):
     unknown = score(router, "nope", PRIMARY)
     assert unknown.status_code == 404
     assert "Unknown service" in unknown.json()["error"] and unknown.headers["x-request-id"] == unknown.json()["requestId"]
-
-
-# --------------------------------------------------------------------------- token auth
 
 
 @pytest.fixture
@@ -186,9 +169,6 @@ def test_token_services_fail_closed_without_token_validation(envoy_router, fake_
     assert score(router, "tok", signing["token"]()).status_code == 401
 
 
-# --------------------------------------------------------------------------- payload cap
-
-
 def test_payload_over_the_cap_is_refused_with_bounded_memory(envoy_router, fake_model):
     model = fake_model()
     router = envoy_router([with_endpoints(ServiceRoute("alpha", auth="none"), model)])
@@ -229,9 +209,6 @@ def test_payload_over_the_cap_is_refused_with_bounded_memory(envoy_router, fake_
     assert all(r["bytes"] < 100 * 1024 * 1024 for r in model.requests)  # no over-cap request ever completes at the model
     # 5 MB passes whole: past Envoy's 1 MiB retry buffer, the request streams on without retries.
     assert score(router, "alpha", body=chunk * 5).status_code == 200 and model.requests[-1]["bytes"] == 5 * len(chunk)
-
-
-# --------------------------------------------------------------------------- timeouts and overload
 
 
 def test_scoring_timeout_is_504(envoy_router, fake_model):
@@ -304,9 +281,6 @@ def test_queue_wait_beyond_the_limit_is_503_and_concurrency_is_capped(envoy_rout
     with ThreadPoolExecutor(4) as pool:
         statuses = [f.result().status_code for f in [pool.submit(score, router, "busy") for _ in range(4)]]
     assert statuses == [200] * 4 and quick.peak_active == 1
-
-
-# --------------------------------------------------------------------------- reload
 
 
 def test_services_come_and_go_without_restart(envoy_router, fake_model):

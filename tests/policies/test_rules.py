@@ -11,9 +11,9 @@ from collections.abc import Callable
 import pytest
 
 from contract.stack import PROJECT_ROOT as ROOT
-from review.offline import CapturedResource
-from review.analyzer import analyze
 from policies.rules import ALL, markdown_table
+from review.analyzer import analyze
+from review.offline import CapturedResource
 from tests.pulumi_harness import run_program
 
 CLUSTER = "azure-native:containerservice:ManagedCluster"

@@ -7,10 +7,10 @@ import json
 
 import httpx
 
-from contract.stack import PROJECT_ROOT
-from local.platform import LocalPlatform
-from local.net import free_port
 from contract.service import load_service
+from contract.stack import PROJECT_ROOT
+from local.net import free_port
+from local.platform import LocalPlatform
 
 SAMPLE = PROJECT_ROOT / "examples" / "models" / "diabetes"
 CONTAINER = "modeldata"

@@ -16,10 +16,10 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
+from contract.service import load_service
+from local.net import free_port
 from local.platform import LocalPlatform
 from router.metrics import in_flight_per_host
-from local.net import free_port
-from contract.service import load_service
 
 SLOW_SCRIPT = '''
 import os, time

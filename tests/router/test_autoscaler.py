@@ -1,13 +1,14 @@
 """The autoscaling decision with a fake clock: eager up, conservative down, clamps, off switches."""
 
-import subprocess
-import sys
-
 import pytest
 
-from router.autoscaler import AutoscaleSettings, Sample, decide, replicas_for_load, utilization
-from serving.translate import autoscale_settings as settings_for
-from contract.service import load_service
+from router.autoscaler import (
+    AutoscaleSettings,
+    Sample,
+    decide,
+    replicas_for_load,
+    utilization,
+)
 
 SETTINGS = AutoscaleSettings(min_replicas=1, max_replicas=10, target_utilization=0.7, scale_down_window_seconds=60)
 
@@ -61,26 +62,8 @@ def test_disabled_autoscaling_keeps_the_fixed_replicas():
     assert run([(0, 50, 50, 3), (100, 0, 0, 3)], settings) == [3, 3]
 
 
-def test_devtest_purpose_turns_autoscaling_off():
-    service = load_service("examples/models/diabetes", "diabetes")
-    assert service.deployment.autoscale_on
-    assert settings_for(service, "DevTest").enabled is False
-    assert settings_for(service, "FastProd").enabled is True
-    assert settings_for(service, "DevTest").fixed_replicas == service.deployment.initial_replicas
-
-
 def test_replica_formula_gives_the_documented_286():
     assert replicas_for_load(20, 10, 0.7, 1) == 286
     assert replicas_for_load(20, 10, 0.7, 2) == 143
     with pytest.raises(ValueError):
         replicas_for_load(20, 10, 1.5, 1)
-
-
-def test_replicas_command():
-    out = subprocess.run(
-        [sys.executable, "-m", "aksinf", "replicas", "--rps", "20", "--seconds", "10", "--utilization", "0.7", "--concurrency", "1"],
-        capture_output=True, text=True, check=True,
-    )
-    assert out.stdout.strip() == "286"
-    bad = subprocess.run([sys.executable, "-m", "aksinf", "replicas", "--rps", "20", "--seconds", "10", "--utilization", "7"], capture_output=True, text=True)
-    assert bad.returncode == 2 and "utilization" in bad.stderr

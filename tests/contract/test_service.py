@@ -1,27 +1,20 @@
-"""Service folders: loading, stack overrides, the model directory, and the diabetes sample."""
+"""Service folders: loading, stack overrides, the model directory."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import math
 from pathlib import Path
 
 import pytest
 
-from local import model_server as local_server
 from contract.service import MAX_MODELS, ServiceConfigError, load_service
+from contract.stack import PROJECT_ROOT
 from contract.v1_files import deep_merge
 
-SAMPLE = Path(__file__).resolve().parents[1] / "examples" / "models" / "diabetes"
+SAMPLE = PROJECT_ROOT / "examples" / "models" / "diabetes"
+
+
 ENTRY = "def init():\n    pass\n\n\ndef run(raw_data):\n    return raw_data\n"
-
-
-def _module(path: Path, name: str):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture
@@ -52,14 +45,6 @@ def test_sample_service_loads_with_what_the_router_needs():
     assert (svc.deployment.max_concurrent, svc.deployment.max_queue_wait_ms) == (1, 500)
     assert svc.deployment.autoscale_on and (svc.deployment.min_replicas, svc.deployment.max_replicas, svc.deployment.initial_replicas) == (1, 4, 1)
     assert svc.deployment.target_utilization == pytest.approx(0.7) and svc.deployment.refresh_seconds == 1
-
-
-def test_server_command_matches_the_deployment(service):
-    svc = load_service(service, "svc-one")
-    argv = local_server.command_for(svc, 18001)
-    assert argv == local_server.command(
-        service / "score.py", service / "model", 18001, workers=1, scoring_timeout_ms=3000, source_dir=service, service_name=svc.name
-    )
 
 
 def test_stack_overrides_are_merged_over_the_file(service):
@@ -150,23 +135,3 @@ def test_deep_merge():
     base = {"a": {"b": 1, "c": 2}, "d": 3, "e": {"f": 1}}
     assert deep_merge(base, {"a": {"b": 9}, "d": None, "e": 4, "g": {"h": 1}}) == {"a": {"b": 9, "c": 2}, "e": 4, "g": {"h": 1}}
     assert base == {"a": {"b": 1, "c": 2}, "d": 3, "e": {"f": 1}}  # not mutated
-
-
-def test_sample_trains_deterministically_and_scores(tmp_path, monkeypatch):
-    train = _module(SAMPLE / "train.py", "diabetes_train")
-    first, second = tmp_path / "a" / train.MODEL_FILE, tmp_path / "b" / train.MODEL_FILE
-    assert train.main(["--out", str(first)]) == 0
-    assert train.main(["--out", str(second)]) == 0
-    assert first.read_bytes() == second.read_bytes()
-    _, r2 = train.train()
-    assert r2 > 0.3  # a fitted model, not a constant
-
-    monkeypatch.setenv("AZUREML_MODEL_DIR", str(first.parent))
-    score = _module(SAMPLE / "score.py", "diabetes_score")
-    score.init()
-    request = (SAMPLE / "sample-request.json").read_text()
-    predictions = score.run(request)
-    assert len(predictions) == len(json.loads(request)["data"])
-    assert all(isinstance(p, float) and math.isfinite(p) for p in predictions)
-    with pytest.raises(ValueError, match="10 numbers"):
-        score.run(json.dumps({"data": [[1, 2]]}))

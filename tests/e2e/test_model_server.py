@@ -15,9 +15,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from contract.stack import PROJECT_ROOT
 from local import model_server as local_server
 
-SAMPLE = Path(__file__).resolve().parents[1] / "examples" / "models" / "diabetes"
+SAMPLE = PROJECT_ROOT / "examples" / "models" / "diabetes"
 
 
 def _free_port() -> int:

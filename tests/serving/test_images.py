@@ -8,13 +8,20 @@ from pathlib import Path
 
 import pytest
 
+from contract.service import load_service
 from contract.stack import PROJECT_ROOT
 from serving import hashing, images
 from serving.hashing import IgnoreRules, StatCache, included_files
-from serving.images import RUNTIME_PINS, EnvironmentSpec, ServiceImage, environment_for, runtime_files, service_image
-from contract.service import load_service
+from serving.images import (
+    RUNTIME_PINS,
+    EnvironmentSpec,
+    ServiceImage,
+    environment_for,
+    runtime_files,
+    service_image,
+)
 
-SAMPLE = Path(__file__).resolve().parent.parent / "examples" / "models" / "diabetes"
+SAMPLE = PROJECT_ROOT / "examples" / "models" / "diabetes"
 
 
 @pytest.fixture

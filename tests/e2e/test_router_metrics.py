@@ -1,0 +1,31 @@
+"""Load is summed over router replicas: two real Envoys in front of one slow model on 127.0.0.1."""
+
+import httpx
+
+from local.net import free_port
+from router.metrics import collect
+from router.spec import ServiceRoute
+from tests.fixtures_router import with_endpoints
+
+
+def test_metrics_are_summed_over_router_replicas(envoy_router, fake_model):
+    import threading
+    import time
+
+    slow = fake_model(delay=1.5)
+    route = with_endpoints(ServiceRoute("alpha", auth="none", max_queue_wait_ms=5000, latency_ms=1000), slow)
+    first, second = envoy_router([route]), envoy_router([route])
+    threads = [
+        threading.Thread(target=lambda url=router.url: httpx.post(f"{url}/api/v1/service/alpha/score", content=b"{}", timeout=10))
+        for router in (first, second, second)
+    ]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.5)
+    dead = f"http://127.0.0.1:{free_port()}"  # a router replica that is down is skipped
+    load = collect([f"http://127.0.0.1:{first.settings.admin_port}", f"http://127.0.0.1:{second.settings.admin_port}", dead])
+    for thread in threads:
+        thread.join()
+    alpha = load["model-models-alpha"]
+    # One replica slot (per router): 1 active on each router, 1 queued on the second.
+    assert (alpha.active, alpha.pending, alpha.routers_seen) == (2.0, 1.0, 2)
