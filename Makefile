@@ -34,7 +34,9 @@ SAMPLE_MODEL := examples/models/diabetes/model/diabetes-ridge.pkl
 $(SAMPLE_MODEL): $(STAMP) examples/models/diabetes/train.py
 	$(PY) examples/models/diabetes/train.py --out $@
 
+# Layer contracts (pyproject.toml [tool.importlinter]) first: a circle or an upward import fails fast.
 test: $(STAMP) $(SAMPLE_MODEL) $(AZURITE)
+	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest -q
 
 run: $(STAMP) $(SAMPLE_MODEL)
