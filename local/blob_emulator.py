@@ -12,6 +12,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from aksinf_runtime.sinks import EMULATOR_ACCOUNT, EMULATOR_CREDENTIAL
 from local.net import LOOPBACK, free_port
 
 AZURITE = Path(__file__).resolve().parent.parent / "tools" / "azurite" / "node_modules" / ".bin" / "azurite-blob"
@@ -25,8 +26,6 @@ class BlobEmulator:
 
     @property
     def account_url(self) -> str:
-        from aksinf_runtime.sinks import EMULATOR_ACCOUNT
-
         return f"http://{LOOPBACK}:{self.port}/{EMULATOR_ACCOUNT}"
 
     def container_url(self, container: str) -> str:
@@ -69,8 +68,6 @@ class BlobEmulator:
 
     def service(self):
         from azure.storage.blob import BlobServiceClient
-
-        from aksinf_runtime.sinks import EMULATOR_CREDENTIAL
 
         return BlobServiceClient(self.account_url, credential=EMULATOR_CREDENTIAL, retry_total=0)
 

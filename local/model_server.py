@@ -53,6 +53,7 @@ import sys
 from pathlib import Path
 
 from aksinf_runtime import environment as env
+from aksinf_runtime.sinks import check_destination
 from contract.service import ModelService
 from contract.v1_files import DEFAULT_SCORING_TIMEOUT_MS
 from local.net import LOOPBACK
@@ -152,8 +153,6 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _destination(text: str) -> str:
-    from aksinf_runtime.sinks import check_destination
-
     try:
         check_destination(text)
     except ValueError as error:

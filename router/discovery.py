@@ -26,7 +26,13 @@ import json
 from dataclasses import dataclass
 
 from router.autoscaler import AutoscaleSettings
-from router.spec import Endpoint, ServiceRoute
+from router.spec import (
+    DEFAULT_MAX_CONCURRENT,
+    DEFAULT_MAX_QUEUE_WAIT_MS,
+    DEFAULT_SCORING_TIMEOUT_MS,
+    Endpoint,
+    ServiceRoute,
+)
 
 ROUTER_APP = "aks-inference-router"  # the router's Deployment, Service and pod label app.kubernetes.io/name
 ROUTER_NAMESPACE = "aks-inference"
@@ -128,9 +134,9 @@ def discover(services: list[dict], endpoint_slices: list[dict], secrets: list[di
             namespace=namespace,
             auth=annotations.get(AUTH, "key"),
             keys=_secret_keys(secrets_by_key.get((namespace, annotations.get(KEYS_SECRET)))),
-            scoring_timeout_ms=int(annotations.get(SCORING_TIMEOUT_MS, 60000)),
-            max_concurrent=int(annotations.get(MAX_CONCURRENT, 1)),
-            max_queue_wait_ms=int(annotations.get(MAX_QUEUE_WAIT_MS, 500)),
+            scoring_timeout_ms=int(annotations.get(SCORING_TIMEOUT_MS, DEFAULT_SCORING_TIMEOUT_MS)),
+            max_concurrent=int(annotations.get(MAX_CONCURRENT, DEFAULT_MAX_CONCURRENT)),
+            max_queue_wait_ms=int(annotations.get(MAX_QUEUE_WAIT_MS, DEFAULT_MAX_QUEUE_WAIT_MS)),
             endpoints=_endpoints(slices),
         )
         autoscale = AutoscaleSettings(

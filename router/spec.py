@@ -9,6 +9,10 @@ from typing import Literal
 
 DEFAULT_MAX_REQUEST_BYTES = 100 * 1024 * 1024  # azureml-fe's 100 MB payload cap
 HEALTH_PATH = "/"
+# What a service gets when discovery finds no value: v1's defaults (a test keeps them equal to the contract's).
+DEFAULT_SCORING_TIMEOUT_MS = 60_000
+DEFAULT_MAX_CONCURRENT = 1
+DEFAULT_MAX_QUEUE_WAIT_MS = 500
 SERVICE_PREFIX = "/api/v1/service/"
 
 
@@ -31,9 +35,9 @@ class ServiceRoute:
     namespace: str = "models"
     auth: Literal["key", "token", "none"] = "key"
     keys: tuple[str, ...] = ()  # primary, secondary: both accepted (rotation)
-    scoring_timeout_ms: int = 60_000
-    max_concurrent: int = 1  # maxConcurrentRequestsPerContainer, enforced per replica
-    max_queue_wait_ms: int = 500
+    scoring_timeout_ms: int = DEFAULT_SCORING_TIMEOUT_MS
+    max_concurrent: int = DEFAULT_MAX_CONCURRENT  # maxConcurrentRequestsPerContainer, enforced per replica
+    max_queue_wait_ms: int = DEFAULT_MAX_QUEUE_WAIT_MS
     endpoints: tuple[Endpoint, ...] = ()
     # Observed service time; sizes the queue so a queued request waits about max_queue_wait_ms at most.
     latency_ms: float | None = None

@@ -1,12 +1,83 @@
-"""The v1-service translations shared by local mode and the cluster: autoscaling settings per purpose."""
+"""The v1-service translations shared by local mode and the cluster: route, autoscaling, annotations, timeouts."""
+
+import pytest
 
 from contract.service import load_service
-from serving.translate import autoscale_settings as settings_for
+from contract.stack import PROJECT_ROOT
+from contract.v1_files import DeploymentConfig
+from router import spec
+from router.discovery import discover
+from serving.translate import (
+    autoscale_settings,
+    discovery_annotations,
+    initial_replicas,
+    route_for,
+    worker_timeout_seconds,
+    workload_name,
+)
+
+SAMPLE = PROJECT_ROOT / "examples" / "models" / "diabetes"
+OVERRIDES = {
+    "autoScaler": {"autoscaleEnabled": True, "minReplicas": 2, "maxReplicas": 6, "targetUtilization": 50},
+    "maxConcurrentRequestsPerContainer": 3,
+    "maxQueueWaitMs": 750,
+    "scoringTimeoutMs": 4000,
+    "namespace": "team-a",
+}
 
 
 def test_devtest_purpose_turns_autoscaling_off():
     service = load_service("examples/models/diabetes", "diabetes")
     assert service.deployment.autoscale_on
-    assert settings_for(service, "DevTest").enabled is False
-    assert settings_for(service, "FastProd").enabled is True
-    assert settings_for(service, "DevTest").fixed_replicas == service.deployment.initial_replicas
+    assert autoscale_settings(service, "DevTest").enabled is False
+    assert autoscale_settings(service, "FastProd").enabled is True
+    assert autoscale_settings(service, "DevTest").fixed_replicas == service.deployment.initial_replicas
+
+
+def test_the_route_carries_the_v1_settings():
+    service = load_service(SAMPLE, "scorer", OVERRIDES)
+    route = route_for(service, ("k" * 32,))
+    assert (route.name, route.namespace, route.auth, route.keys) == ("scorer", "team-a", "key", ("k" * 32,))
+    assert (route.scoring_timeout_ms, route.max_concurrent, route.max_queue_wait_ms) == (4000, 3, 750)
+    assert route.cluster_name == "model-team-a-scorer"
+
+
+def test_autoscaling_and_initial_replicas_follow_the_deployment():
+    service = load_service(SAMPLE, "scorer", OVERRIDES)
+    settings = autoscale_settings(service, "FastProd", scale_down_window_seconds=30)
+    assert (settings.min_replicas, settings.max_replicas, settings.target_utilization) == (2, 6, 0.5)
+    assert (settings.max_concurrent, settings.scale_down_window_seconds) == (3, 30)
+    assert initial_replicas(settings) == 2
+    fixed = load_service(SAMPLE, "fixed", {"autoScaler": None, "numReplicas": 4})
+    assert initial_replicas(autoscale_settings(fixed, "FastProd")) == 4
+
+
+def test_annotations_round_trip_through_discovery():
+    """What the deployer writes on the model Service is what the in-cluster router reads back."""
+    service = load_service(SAMPLE, "scorer", OVERRIDES)
+    autoscale = autoscale_settings(service, "FastProd")
+    manifest = {
+        "metadata": {
+            "name": workload_name("scorer"),
+            "namespace": "team-a",
+            "labels": {"aks-inference/model-service": "true"},
+            "annotations": discovery_annotations(service, autoscale, keys_secret=None),
+        }
+    }
+    [found] = discover([manifest], [], [])
+    assert found.route == route_for(service)
+    assert found.autoscale == autoscale
+    assert found.deployment == "model-scorer"
+
+
+@pytest.mark.parametrize(("scoring_timeout_ms", "seconds"), [(60_000, 300), (300_000, 305), (600_500, 606)])
+def test_worker_timeout_covers_the_scoring_timeout(scoring_timeout_ms, seconds):
+    assert worker_timeout_seconds(scoring_timeout_ms) == seconds
+
+
+def test_router_defaults_are_the_v1_defaults():
+    """router/ ships alone and keeps its own defaults for a Service without annotations: they must equal v1's."""
+    v1 = DeploymentConfig.model_validate({"computeType": "AKS"})
+    assert spec.DEFAULT_SCORING_TIMEOUT_MS == v1.scoring_timeout_ms
+    assert spec.DEFAULT_MAX_CONCURRENT == v1.max_concurrent_requests_per_container
+    assert spec.DEFAULT_MAX_QUEUE_WAIT_MS == v1.max_queue_wait_ms
