@@ -11,6 +11,7 @@ import argparse
 import os
 import time
 from pathlib import Path
+from typing import NoReturn
 
 from router.environment import RouterEnvironment
 from router.envoy_files import BOOTSTRAP_FILE, envoy_argv
@@ -18,7 +19,7 @@ from router.envoy_files import BOOTSTRAP_FILE, envoy_argv
 BOOTSTRAP_POLL_SECONDS = 0.2
 
 
-def run_envoy(environment: RouterEnvironment) -> None:
+def run_envoy(environment: RouterEnvironment) -> NoReturn:
     bootstrap = Path(environment.config_dir) / BOOTSTRAP_FILE
     while not bootstrap.exists():
         time.sleep(BOOTSTRAP_POLL_SECONDS)
@@ -26,17 +27,17 @@ def run_envoy(environment: RouterEnvironment) -> None:
     os.execv(argv[0], argv)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> NoReturn:
     parser = argparse.ArgumentParser(prog="python -m router", description="aks-inference router (azureml-fe)")
     parser.add_argument("role", choices=["control-plane", "envoy"], nargs="?", default="control-plane")
     args = parser.parse_args(argv)
     environment = RouterEnvironment.from_environ()
     if args.role == "envoy":
         run_envoy(environment)
-    from router.kubernetes import main as in_cluster
+    from router.kubernetes import main as in_cluster  # the kubernetes client only where it is used
 
-    return in_cluster(environment)
+    in_cluster(environment)
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    main()

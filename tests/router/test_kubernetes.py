@@ -1,0 +1,294 @@
+"""One round of the in-cluster loop, driven with fakes: a fake API server, a real ConfigWriter on disk,
+a real LeaderElector over a fake Lease store, a real ControlPlane and KubernetesScaler over a fake apps API."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import yaml
+
+from router.actuators import KubernetesScaler
+from router.autoscaler import AutoscaleSettings
+from router.controlplane import ControlPlane
+from router.discovery import (
+    MODEL_SERVICE_LABEL,
+    SERVICE_NAME_LABEL,
+    annotations_for,
+    discover,
+)
+from router.environment import RouterEnvironment
+from router.envoy_files import ConfigWriter
+from router.kubernetes import KubernetesClusterApi, Reconciled, reconcile_once
+from router.leader import LeaderElector, Lease
+from router.metrics import Load
+from router.spec import Endpoint, RouterSettings, ServiceRoute
+from tests.router.test_leader import FakeLeases
+
+NOW = 1000.0
+ADMIN_PORT = 9901
+ENVIRONMENT = RouterEnvironment(
+    model_namespaces=("models", "vision"), namespace="aks-inference", router_service="aks-inference-router", admin_port=ADMIN_PORT
+)
+AUTOSCALE = AutoscaleSettings(min_replicas=2, max_replicas=5, max_concurrent=2, fixed_replicas=2)
+PRIMARY_KEY = "p" * 32
+
+
+def model_objects(name: str, namespace: str, address: str) -> tuple[dict, dict]:
+    """A model Service (key auth, 2 requests per replica, 800 ms queue wait) and its EndpointSlice, one ready replica."""
+    route = ServiceRoute(name, namespace, auth="key", max_concurrent=2, max_queue_wait_ms=800)
+    service = {
+        "metadata": {
+            "name": f"{name}-svc",
+            "namespace": namespace,
+            "labels": {MODEL_SERVICE_LABEL: "true"},
+            "annotations": annotations_for(route, deployment=f"{name}-deploy", autoscale=AUTOSCALE, keys_secret=f"{name}-keys"),
+        }
+    }
+    endpoint_slice = {
+        "metadata": {"name": f"{name}-svc-abc", "namespace": namespace, "labels": {SERVICE_NAME_LABEL: f"{name}-svc"}},
+        "ports": [{"name": "http", "port": 5001}],
+        "endpoints": [{"addresses": [address], "conditions": {"ready": True}}],
+    }
+    return service, endpoint_slice
+
+
+def keys_secret(name: str, namespace: str) -> dict:
+    return {"metadata": {"name": f"{name}-keys", "namespace": namespace}, "data": {"primaryKey": base64.b64encode(PRIMARY_KEY.encode()).decode()}}
+
+
+class FakeCluster:
+    """ClusterApi over in-memory objects per namespace; records every read, in order."""
+
+    def __init__(self):
+        self.services: dict[str, list[dict]] = {}
+        self.slices: dict[str, list[dict]] = {}
+        self.secrets: dict[str, list[dict]] = {}
+        self.peers: dict[tuple[str, str], list[str]] = {}
+        self.reads: list[tuple[str, ...]] = []
+
+    def add_model(self, name: str, namespace: str, address: str) -> None:
+        service, endpoint_slice = model_objects(name, namespace, address)
+        self.services.setdefault(namespace, []).append(service)
+        self.slices.setdefault(namespace, []).append(endpoint_slice)
+        self.secrets.setdefault(namespace, []).append(keys_secret(name, namespace))
+
+    def remove_model(self, name: str, namespace: str) -> None:
+        self.services[namespace] = [s for s in self.services[namespace] if s["metadata"]["name"] != f"{name}-svc"]
+        self.slices[namespace] = [s for s in self.slices[namespace] if s["metadata"]["labels"][SERVICE_NAME_LABEL] != f"{name}-svc"]
+
+    def model_services(self, namespace: str) -> list[dict]:
+        self.reads.append(("services", namespace))
+        return self.services.get(namespace, [])
+
+    def endpoint_slices(self, namespace: str) -> list[dict]:
+        self.reads.append(("slices", namespace))
+        return self.slices.get(namespace, [])
+
+    def model_secrets(self, namespace: str) -> list[dict]:
+        self.reads.append(("secrets", namespace))
+        return self.secrets.get(namespace, [])
+
+    def router_peer_addresses(self, namespace: str, router_service: str) -> list[str]:
+        self.reads.append(("peers", namespace, router_service))
+        return self.peers.get((namespace, router_service), [])
+
+
+class FakeApps:
+    """AppsV1Api: every Deployment asks for 1 replica and has 1 ready; patches are recorded."""
+
+    def __init__(self):
+        self.reads: list[tuple[str, str]] = []
+        self.patches: list[tuple[str, str, dict]] = []
+
+    def read_namespaced_deployment(self, name: str, namespace: str) -> SimpleNamespace:
+        self.reads.append((namespace, name))
+        return SimpleNamespace(spec=SimpleNamespace(replicas=1), status=SimpleNamespace(ready_replicas=1))
+
+    def patch_namespaced_deployment_scale(self, name: str, namespace: str, body: dict) -> None:
+        self.patches.append((namespace, name, body))
+
+
+@dataclass
+class RouterReplica:
+    """One router replica's control plane; `own_envoy` is what its Envoy's admin endpoint reports."""
+
+    config_dir: Path
+    leases: FakeLeases
+    api: FakeCluster = field(default_factory=FakeCluster)
+    apps: FakeApps = field(default_factory=FakeApps)
+    own_envoy: dict[str, Load] = field(default_factory=dict)
+    own_envoy_reads: list[list[str]] = field(default_factory=list)
+    plane_reads: list[list[str]] = field(default_factory=list)
+
+    def __post_init__(self):
+        self.settings = RouterSettings(config_dir=self.config_dir, listen_port=8080, admin_port=ADMIN_PORT)
+        self.writer = ConfigWriter(self.config_dir)
+        self.elector = LeaderElector("router-a", self.leases, lambda: NOW)
+        self.scaler = KubernetesScaler(self.apps, {})
+        self.plane = ControlPlane([], self.scaler, [], clock=lambda: NOW, collector=self._every_envoy)
+
+    def _own_envoy(self, admin_urls: list[str]) -> dict[str, Load]:
+        self.own_envoy_reads.append(admin_urls)
+        return self.own_envoy
+
+    def _every_envoy(self, admin_urls: list[str]) -> dict[str, Load]:
+        self.plane_reads.append(admin_urls)
+        return {}
+
+    def reconcile(self) -> Reconciled:
+        return reconcile_once(
+            self.api, self.writer, self.elector, self.plane, self.scaler, self.settings, ENVIRONMENT, collector=self._own_envoy
+        )
+
+    def clusters(self) -> dict[str, dict]:
+        return {c["name"]: c for c in yaml.safe_load((self.config_dir / "cds.yaml").read_text())["resources"]}
+
+    def routed_clusters(self) -> set[str]:
+        routes = yaml.safe_load((self.config_dir / "rds.yaml").read_text())["resources"][0]["virtual_hosts"][0]["routes"]
+        return {r["route"]["cluster"] for r in routes if "route" in r}
+
+
+def endpoints(cluster: dict) -> list[str]:
+    return [
+        f"{e['endpoint']['address']['socket_address']['address']}:{e['endpoint']['address']['socket_address']['port_value']}"
+        for group in cluster["load_assignment"]["endpoints"] for e in group["lb_endpoints"]
+    ]
+
+
+def queue_capacity(cluster: dict) -> int:
+    return cluster["circuit_breakers"]["thresholds"][0]["max_pending_requests"]
+
+
+@pytest.fixture
+def leader(tmp_path) -> RouterReplica:
+    return RouterReplica(tmp_path, FakeLeases())  # no Lease yet: the first round takes it
+
+
+@pytest.fixture
+def follower(tmp_path) -> RouterReplica:
+    leases = FakeLeases()
+    leases.create(Lease("router-b", NOW, 15))  # another replica renewed it just now
+    return RouterReplica(tmp_path, leases)
+
+
+def test_discovered_services_of_every_model_namespace_are_written_for_envoy(follower):
+    follower.api.add_model("diabetes", "models", "10.244.1.7")
+    follower.api.add_model("digits", "vision", "10.244.2.9")
+    result = follower.reconcile()
+    assert [d.route.cluster_name for d in result.services] == ["model-models-diabetes", "model-vision-digits"]
+    assert follower.api.reads == [
+        ("services", "models"), ("slices", "models"), ("secrets", "models"),
+        ("services", "vision"), ("slices", "vision"), ("secrets", "vision"),
+    ]
+    clusters = follower.clusters()
+    assert endpoints(clusters["model-models-diabetes"]) == ["10.244.1.7:5001"]
+    assert endpoints(clusters["model-vision-digits"]) == ["10.244.2.9:5001"]
+    assert follower.routed_clusters() == {"model-models-diabetes", "model-vision-digits"}
+    assert PRIMARY_KEY in (follower.config_dir / "rds.yaml").read_text()  # the key Secret reached the route
+
+
+def test_service_time_seen_by_this_replicas_envoy_sizes_the_queue(follower):
+    follower.api.add_model("diabetes", "models", "10.244.1.7")
+    follower.reconcile()
+    # Nothing observed yet: scoring time assumed to be the queue wait, one queued request per slot (1 replica x 2).
+    assert queue_capacity(follower.clusters()["model-models-diabetes"]) == 2
+    follower.own_envoy = {"model-models-diabetes": Load(latency_ms=200.0)}
+    follower.reconcile()
+    # 2 slots, 200 ms per request, 800 ms allowed in the queue: 2 * 800 / 200.
+    assert queue_capacity(follower.clusters()["model-models-diabetes"]) == 8
+    assert follower.own_envoy_reads == [[f"http://127.0.0.1:{ADMIN_PORT}"]] * 2  # its own Envoy only, not the peers'
+
+
+def test_the_leader_scales_the_discovered_deployments_from_every_peers_load(leader):
+    leader.api.add_model("diabetes", "models", "10.244.1.7")
+    leader.api.peers[("aks-inference", "aks-inference-router")] = ["10.0.0.1", "10.0.0.2"]
+    assert leader.reconcile().leader is True
+    assert leader.scaler.deployments == {"diabetes": ("models", "diabetes-deploy")}
+    assert [s.cluster for s in leader.plane.services] == ["model-models-diabetes"]
+    assert leader.plane_reads == [[f"http://10.0.0.1:{ADMIN_PORT}", f"http://10.0.0.2:{ADMIN_PORT}"]]
+    assert leader.apps.reads == [("models", "diabetes-deploy")]
+    # 1 replica running, no load: the autoscaler's minimum of 2 is applied to the discovered Deployment.
+    assert leader.apps.patches == [("models", "diabetes-deploy", {"spec": {"replicas": 2}})]
+
+
+def test_a_replica_without_the_lease_routes_but_scales_nothing(follower):
+    follower.api.add_model("diabetes", "models", "10.244.1.7")
+    follower.api.peers[("aks-inference", "aks-inference-router")] = ["10.0.0.1", "10.0.0.2"]
+    assert follower.reconcile().leader is False
+    assert "model-models-diabetes" in follower.clusters()
+    assert follower.scaler.deployments == {} and follower.plane.services == []
+    assert follower.plane_reads == [] and follower.apps.reads == [] and follower.apps.patches == []
+    assert not any(read[0] == "peers" for read in follower.api.reads)
+
+
+def test_a_service_that_disappears_leaves_envoys_files_and_the_control_plane(leader):
+    leader.api.add_model("diabetes", "models", "10.244.1.7")
+    leader.api.add_model("iris", "models", "10.244.1.8")
+    leader.reconcile()
+    assert {"model-models-diabetes", "model-models-iris"} <= set(leader.clusters())
+    leader.api.remove_model("iris", "models")
+    result = leader.reconcile()
+    assert [d.route.name for d in result.services] == ["diabetes"]
+    assert set(leader.clusters()) == {"model-models-diabetes"}
+    assert leader.routed_clusters() == {"model-models-diabetes"}
+    assert [s.name for s in leader.plane.services] == ["diabetes"]
+    assert leader.scaler.deployments == {"diabetes": ("models", "diabetes-deploy")}
+
+
+def test_the_real_cluster_api_selects_labelled_objects_and_hands_discovery_the_apis_json_shape():
+    from kubernetes.client import (
+        DiscoveryV1EndpointPort,
+        V1Endpoint,
+        V1EndpointConditions,
+        V1EndpointSlice,
+        V1EndpointSliceList,
+        V1ObjectMeta,
+        V1Secret,
+        V1SecretList,
+        V1Service,
+        V1ServiceList,
+    )
+
+    service, _ = model_objects("diabetes", "models", "10.244.1.7")
+    calls = []
+
+    def endpoint_slice(service_name: str, address: str) -> V1EndpointSlice:
+        return V1EndpointSlice(
+            address_type="IPv4",
+            metadata=V1ObjectMeta(name=f"{service_name}-abc", namespace="models", labels={SERVICE_NAME_LABEL: service_name}),
+            ports=[DiscoveryV1EndpointPort(name="http", port=5001)],
+            endpoints=[V1Endpoint(addresses=[address], conditions=V1EndpointConditions(ready=True))],
+        )
+
+    class Core:
+        def list_namespaced_service(self, namespace, label_selector=None):
+            calls.append(("services", namespace, label_selector))
+            return V1ServiceList(items=[V1Service(metadata=V1ObjectMeta(**service["metadata"]))])
+
+        def list_namespaced_secret(self, namespace, label_selector=None):
+            calls.append(("secrets", namespace, label_selector))
+            # string_data is stringData in the API's JSON, the only spelling discovery reads
+            secret = V1Secret(metadata=V1ObjectMeta(name="diabetes-keys", namespace=namespace), string_data={"primaryKey": PRIMARY_KEY})
+            return V1SecretList(items=[secret])
+
+    class Discovery:
+        def list_namespaced_endpoint_slice(self, namespace, label_selector=None):
+            calls.append(("slices", namespace, label_selector))
+            if label_selector:
+                return V1EndpointSliceList(items=[endpoint_slice("aks-inference-router", "10.0.0.1"), endpoint_slice("aks-inference-router", "10.0.0.2")])
+            return V1EndpointSliceList(items=[endpoint_slice("diabetes-svc", "10.244.1.7")])
+
+    api = KubernetesClusterApi(Core(), Discovery())
+    found = discover(api.model_services("models"), api.endpoint_slices("models"), api.model_secrets("models"))
+    assert [(d.route.name, d.route.endpoints, d.route.keys) for d in found] == [("diabetes", (Endpoint("10.244.1.7", 5001),), (PRIMARY_KEY,))]
+    assert api.router_peer_addresses("aks-inference", "aks-inference-router") == ["10.0.0.1", "10.0.0.2"]
+    assert calls == [
+        ("services", "models", f"{MODEL_SERVICE_LABEL}=true"),
+        ("slices", "models", None),
+        ("secrets", "models", f"{MODEL_SERVICE_LABEL}=true"),
+        ("slices", "aks-inference", f"{SERVICE_NAME_LABEL}=aks-inference-router"),
+    ]
