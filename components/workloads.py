@@ -1,5 +1,7 @@
 """Per-model Kubernetes workloads: image, keys, Deployment, Service (discovery contract), NetworkPolicy, PDB.
 
+This module registers; what each object contains is built, purely, by `components.model_manifests`.
+
 Replicas belong to the router's autoscaler after creation: the Deployment ignores
 `spec.replicas`, so the next preview never resets what the router scaled to.
 """
@@ -15,28 +17,16 @@ import pulumi_docker as docker
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from aksinf_runtime import environment as runtime_env
+from components import model_manifests as manifests
 from components.modeldata import Collector, ModelDataStorage, ModelDataStorageArgs
-from components.names import PURPOSE_TAG, Names
+from components.names import Names
 from contract.service import ModelService
-from contract.stack import ACCELERATOR_LABEL, GPU_TAINT, StackConfig
-from router.discovery import MODEL_SERVICE_LABEL, ROUTER_APP, ROUTER_NAMESPACE
+from contract.stack import StackConfig
+from router.discovery import SECRET_KEYS
 from serving.hashing import StatCache
 from serving.images import ENVIRONMENT_REPOSITORY, ServiceImage, service_image
-from serving.translate import (
-    autoscale_settings,
-    discovery_annotations,
-    initial_replicas,
-    worker_timeout_seconds,
-    workload_name,
-)
+from serving.translate import workload_name
 
-MODEL_COUNT_ANNOTATION = "aks-inference/model-count"
-MODEL_PORT = 5001
-MODELDATA_SPOOL = "/var/spool/modeldata"
-MODELDATA_SPOOL_GIB = 1  # the emptyDir's size limit; the collector stops spooling at 90 % of it
-WORKLOAD_IDENTITY_USE = "azure.workload.identity/use"
-WORKLOAD_IDENTITY_CLIENT_ID = "azure.workload.identity/client-id"
 BUILD_DIR = Path(__file__).resolve().parent.parent / ".build"
 
 
@@ -69,41 +59,14 @@ def content_image(name: str, image_name: str, context: Path, registry_server: st
     )
 
 
-def _resources(deployment) -> dict:
-    """v1 cpu/memoryInGB are requests; the limits default to the requests (v1 set none: we cap by default)."""
-    wanted = deployment.container_resource_requirements
-    requests = {"cpu": f"{round(wanted.cpu * 1000)}m", "memory": f"{round(wanted.memory_in_gb * 1024)}Mi"}
-    limits = {
-        "cpu": f"{round((wanted.cpu_limit or wanted.cpu) * 1000)}m",
-        "memory": f"{round((wanted.memory_in_gb_limit or wanted.memory_in_gb) * 1024)}Mi",
-    }
-    if deployment.gpu_count:
-        limits["nvidia.com/gpu"] = str(deployment.gpu_count)
-        requests["nvidia.com/gpu"] = str(deployment.gpu_count)
-    return {"requests": requests, "limits": limits}
-
-
-def _probe(deployment, failure_threshold: int | None = None) -> dict:
-    """v1's livenessProbeRequirements, on the inference server's health route."""
-    probe = deployment.liveness_probe_requirements
-    return {
-        "httpGet": {"path": "/", "port": "http"},
-        "initialDelaySeconds": probe.initial_delay_seconds,
-        "periodSeconds": probe.period_seconds,
-        "timeoutSeconds": probe.timeout_seconds,
-        "successThreshold": 1,
-        "failureThreshold": failure_threshold or probe.failure_threshold,
-    }
-
-
 class ModelWorkloads(pulumi.ComponentResource):
+    """Registers one service's objects; what they contain is built by `components.model_manifests`."""
+
     def __init__(self, name: str, args: ModelWorkloadsArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("aks-inference:workloads:ModelWorkloads", name, None, opts)
         service, config = args.service, args.config
         deployment = service.deployment
-        namespace = service.namespace
         app = workload_name(service.name)
-        labels = {"app.kubernetes.io/name": app, "app.kubernetes.io/part-of": "aks-inference", MODEL_SERVICE_LABEL: "true", PURPOSE_TAG: config.purpose}
         child = pulumi.ResourceOptions(parent=self)
 
         context = args.image.write_context(BUILD_DIR / service.name, args.environment_image)
@@ -115,8 +78,8 @@ class ModelWorkloads(pulumi.ComponentResource):
             pulumi.ResourceOptions(parent=self, depends_on=[args.environment_build]),
         )
 
-        keys_secret = None
-        if deployment.auth_mode == "key":
+        keys_secret = manifests.keys_secret_name(service)
+        if keys_secret:
             keys = []
             for index, (label, configured) in enumerate((("primary", deployment.keys.primary_key), ("secondary", deployment.keys.secondary_key))):
                 if configured:
@@ -130,17 +93,16 @@ class ModelWorkloads(pulumi.ComponentResource):
                     opts=child,
                 )
                 keys.append(password.result)
-            keys_secret = f"{app}-keys"
             k8s.core.v1.Secret(
                 f"{name}-keys",
-                metadata={"name": keys_secret, "namespace": namespace, "labels": labels},
+                metadata=manifests.object_metadata(keys_secret, service, config),
                 type="Opaque",
-                string_data={"primaryKey": keys[0], "secondaryKey": keys[1]},
+                string_data=dict(zip(SECRET_KEYS, keys)),
                 opts=child,
             )
 
-        telemetry_env = []
-        if deployment.app_insights_enabled and args.monitoring:
+        telemetry = bool(deployment.app_insights_enabled and args.monitoring)
+        if telemetry:
             # v1 enableAppInsights: a workspace-based Application Insights component per service.
             import pulumi_azure_native.applicationinsights as applicationinsights
 
@@ -158,137 +120,42 @@ class ModelWorkloads(pulumi.ComponentResource):
             )
             k8s.core.v1.Secret(
                 f"{name}-appinsights",
-                metadata={"name": f"{app}-appinsights", "namespace": namespace, "labels": labels},
+                metadata=manifests.object_metadata(manifests.telemetry_secret_name(service), service, config),
                 type="Opaque",
-                string_data={"instrumentationKey": pulumi.Output.secret(insights.instrumentation_key)},
+                string_data={manifests.TELEMETRY_SECRET_KEY: pulumi.Output.secret(insights.instrumentation_key)},
                 opts=child,
             )
-            telemetry_env = [
-                {"name": runtime_env.APP_INSIGHTS_ENABLED, "value": "true"},
-                {"name": runtime_env.APP_INSIGHTS_KEY, "valueFrom": {"secretKeyRef": {"name": f"{app}-appinsights", "key": "instrumentationKey"}}},
-            ]
 
-        # Each service runs as its own ServiceAccount: the federated identity for model data names it.
-        account_metadata = {"name": app, "namespace": namespace, "labels": labels}
-        if args.model_data:
-            account_metadata["annotations"] = {WORKLOAD_IDENTITY_CLIENT_ID: args.model_data[1]}
+        model_data_url, identity_client_id = args.model_data or (None, None)
         k8s.core.v1.ServiceAccount(
             f"{name}-serviceaccount",
-            metadata=account_metadata,
+            metadata=manifests.service_account_metadata(service, config, identity_client_id),
             automount_service_account_token=False,
             opts=child,
         )
-        pod_labels = {**labels, WORKLOAD_IDENTITY_USE: "true"} if args.model_data else labels
-        collection_env, volumes, mounts = [], [{"name": "tmp", "emptyDir": {}}], [{"name": "tmp", "mountPath": "/tmp"}]
-        if args.model_data:
-            # The workload identity webhook adds AZURE_CLIENT_ID/TENANT_ID/FEDERATED_TOKEN_FILE and the token volume.
-            collection_env = [
-                {"name": runtime_env.MODELDATA_ENABLED, "value": "true"},
-                {"name": runtime_env.MODELDATA_DESTINATION, "value": args.model_data[0]},
-                {"name": runtime_env.MODELDATA_SPOOL, "value": MODELDATA_SPOOL},
-                {"name": runtime_env.MODELDATA_SPOOL_LIMIT_BYTES, "value": str(int(0.9 * MODELDATA_SPOOL_GIB * 1024**3))},
-            ]
-            volumes.append({"name": "modeldata-spool", "emptyDir": {"sizeLimit": f"{MODELDATA_SPOOL_GIB}Gi"}})
-            mounts.append({"name": "modeldata-spool", "mountPath": MODELDATA_SPOOL})
-
-        autoscale = autoscale_settings(service, config.purpose)
-        gpu = bool(deployment.gpu_count)
-        key, rest = GPU_TAINT.split("=", 1)
-        value, effect = rest.split(":")
-        pod_spec: dict = {
-            "securityContext": {"runAsNonRoot": True, "runAsUser": 1000, "runAsGroup": 1000, "fsGroup": 1000, "seccompProfile": {"type": "RuntimeDefault"}},
-            "serviceAccountName": app,
-            "automountServiceAccountToken": False,
-            "terminationGracePeriodSeconds": worker_timeout_seconds(deployment.scoring_timeout_ms) + 10,
-            "containers": [
-                {
-                    "name": "model",
-                    "image": self.image.repo_digest,
-                    "ports": [{"name": "http", "containerPort": MODEL_PORT}],
-                    "env": [
-                        {"name": runtime_env.WORKER_COUNT, "value": str(deployment.max_concurrent)},
-                        {"name": runtime_env.SCORING_TIMEOUT_MS, "value": str(deployment.scoring_timeout_ms)},
-                        {"name": runtime_env.WORKER_TIMEOUT, "value": str(worker_timeout_seconds(deployment.scoring_timeout_ms))},
-                        {"name": runtime_env.SERVICE_NAME, "value": service.name},
-                        *telemetry_env,
-                        *collection_env,
-                    ],
-                    "resources": _resources(deployment),
-                    "livenessProbe": _probe(deployment),
-                    "readinessProbe": {**_probe(deployment, failure_threshold=1), "initialDelaySeconds": 1},
-                    # v1 waited initialDelaySeconds (310 s) before probing; a startup probe gives the same
-                    # budget without delaying readiness of a fast-starting model.
-                    "startupProbe": {
-                        **_probe(deployment),
-                        "initialDelaySeconds": 1,
-                        "failureThreshold": max(1, deployment.liveness_probe_requirements.initial_delay_seconds // deployment.liveness_probe_requirements.period_seconds),
-                    },
-                    # Let the router drop this replica before the server stops taking requests.
-                    "lifecycle": {"preStop": {"sleep": {"seconds": 5}}},
-                    "securityContext": {"allowPrivilegeEscalation": False, "privileged": False, "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}},
-                    "volumeMounts": mounts,
-                }
-            ],
-            "volumes": volumes,
-        }
-        if gpu:
-            pod_spec["tolerations"] = [{"key": key, "operator": "Equal", "value": value, "effect": effect}]
-            pod_spec["nodeSelector"] = {ACCELERATOR_LABEL: "gpu"}
-        if config.is_production:
-            pod_spec["topologySpreadConstraints"] = [
-                {"maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "ScheduleAnyway", "labelSelector": {"matchLabels": {"app.kubernetes.io/name": app}}}
-            ]
         self.deployment = k8s.apps.v1.Deployment(
             f"{name}-deployment",
-            metadata={"name": app, "namespace": namespace, "labels": labels},
-            spec={
-                "replicas": initial_replicas(autoscale),
-                "selector": {"matchLabels": {"app.kubernetes.io/name": app}},
-                "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
-                "template": {"metadata": {"labels": pod_labels}, "spec": pod_spec},
-            },
+            metadata=manifests.object_metadata(app, service, config),
+            spec=manifests.deployment_spec(service, config, self.image.repo_digest, telemetry=telemetry, model_data_url=model_data_url),
             # The router scales the Deployment (deployments/scale): keep previews free of replica drift.
             opts=pulumi.ResourceOptions(parent=self, ignore_changes=["spec.replicas"]),
         )
         self.service = k8s.core.v1.Service(
             f"{name}-service",
-            metadata={
-                "name": app,
-                "namespace": namespace,
-                "labels": labels,
-                "annotations": {
-                    **discovery_annotations(service, autoscale, keys_secret),
-                    # For policy: v1 allowed at most 1,000 models per service (one top-level entry each).
-                    MODEL_COUNT_ANNOTATION: str(len({f.split("/", 1)[0] for f in args.image.model_files})),
-                },
-            },
-            spec={"type": "ClusterIP", "selector": {"app.kubernetes.io/name": app}, "ports": [{"name": "http", "port": MODEL_PORT, "targetPort": "http"}]},
+            metadata=manifests.service_metadata(service, config, args.image.model_files),
+            spec=manifests.service_spec(service),
             opts=child,
         )
         k8s.networking.v1.NetworkPolicy(
             f"{name}-from-router-only",
-            metadata={"name": f"{app}-from-router-only", "namespace": namespace, "labels": labels},
-            spec={
-                "podSelector": {"matchLabels": {"app.kubernetes.io/name": app}},
-                "policyTypes": ["Ingress"],
-                "ingress": [
-                    {
-                        "from": [
-                            {
-                                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ROUTER_NAMESPACE}},
-                                "podSelector": {"matchLabels": {"app.kubernetes.io/name": ROUTER_APP}},
-                            }
-                        ],
-                        "ports": [{"protocol": "TCP", "port": MODEL_PORT}],
-                    }
-                ],
-            },
+            metadata=manifests.network_policy_metadata(service, config),
+            spec=manifests.network_policy_spec(service),
             opts=child,
         )
         k8s.policy.v1.PodDisruptionBudget(
             f"{name}-pdb",
-            metadata={"name": app, "namespace": namespace, "labels": labels},
-            spec={"maxUnavailable": 1, "selector": {"matchLabels": {"app.kubernetes.io/name": app}}},
+            metadata=manifests.object_metadata(app, service, config),
+            spec=manifests.disruption_budget_spec(service),
             opts=child,
         )
         self.register_outputs({"image": self.image.repo_digest})

@@ -174,6 +174,13 @@ FPGA_TAINT = "sku=fpga:NoSchedule"
 ACCELERATOR_LABEL = "aks-inference/accelerator"
 
 
+def toleration_for(taint: str) -> dict:
+    """The pod toleration matching a node taint written `key=value:Effect` (the form `_taint` accepts)."""
+    key, rest = taint.split("=", 1)
+    value, effect = rest.split(":")
+    return {"key": key, "operator": "Equal", "value": value, "effect": effect}
+
+
 class PoolConfig(Section):
     name: Annotated[str, AfterValidator(_pool_name)]
     vm_size: VmSize

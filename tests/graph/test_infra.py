@@ -4,7 +4,7 @@ import itertools
 
 import pytest
 
-from components.cluster import EXPLICIT_NETWORK_FIELDS
+from components.cluster_profiles import EXPLICIT_NETWORK_FIELDS
 from components.egress import egress_allowlist
 from contract.loading import validate_stack_config
 from tests.pulumi_harness import run_program, with_config

@@ -1,0 +1,234 @@
+"""What the AKS cluster is made of, decided from the validated stack config alone.
+
+Every function here is pure: typed config in, plain dicts out (the keyword arguments of one
+resource, one nested profile of it, or one Kubernetes manifest). Values only known at deploy time
+(subnet, route-table and workspace ids, the API server's merged allowlist) are Pulumi Outputs that
+pass through untouched as opaque arguments, so this module imports no Pulumi. That keeps each
+decision (network plugin and policy, pool taints and GPU driver, private vs allowlisted API server,
+Entra admin groups, Defender, Container Insights, the device plugin's toleration) testable on its
+own, and leaves `components.cluster` with nothing to do but register resources.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from components.replacement import FORCE_NEW_NETWORK_FIELDS
+from contract.stack import ACCELERATOR_LABEL, GPU_TAINT, PoolConfig, StackConfig, toleration_for
+
+SYSTEM_POOL = "system"
+NVIDIA_DEVICE_PLUGIN_IMAGE = "nvcr.io/nvidia/k8s-device-plugin:v0.18.0"
+# Force-new network fields we set explicitly, so a provider default can never flip and replace the
+# cluster. Not used: serviceCidrs (dual-stack; we set the single serviceCidr) and networkMode (legacy CNI bridge).
+EXPLICIT_NETWORK_FIELDS = tuple(f for f in FORCE_NEW_NETWORK_FIELDS if f not in ("serviceCidrs", "networkMode"))
+
+
+def network_profile(config: StackConfig) -> dict:
+    """The cluster's network profile, every field of EXPLICIT_NETWORK_FIELDS that applies set explicitly."""
+    net = config.network
+    profile = {
+        "network_plugin": "kubenet" if net.plugin == "kubenet" else "azure",
+        # kubenet supports only Calico; Azure CNI (flat or overlay) uses Azure network policy.
+        "network_policy": "calico" if net.plugin == "kubenet" else "azure",
+        "network_dataplane": "azure",
+        "service_cidr": net.service_cidr,
+        "dns_service_ip": net.dns_service_ip,
+        "outbound_type": "loadBalancer" if config.egress.mode == "loadBalancer" else "userDefinedRouting",
+        "load_balancer_sku": "standard",
+    }
+    if net.plugin == "azureOverlay":
+        profile["network_plugin_mode"] = "overlay"
+    if net.effective_pod_cidr:
+        profile["pod_cidr"] = net.effective_pod_cidr
+    return profile
+
+
+def system_pool_profile(config: StackConfig, subnet_id: object) -> dict:
+    """The inline system pool: a fixed node count (no autoscaler) for the cluster's own add-ons."""
+    system_pool = config.cluster.system_pool
+    return {
+        "name": SYSTEM_POOL,
+        "mode": "System",
+        "os_type": "Linux",
+        "os_sku": "Ubuntu",
+        "vm_size": system_pool.vm_size,
+        "count": system_pool.count,
+        "enable_auto_scaling": False,
+        "max_pods": config.network.effective_max_pods,
+        "vnet_subnet_id": subnet_id,
+        "orchestrator_version": config.cluster.kubernetes_version,
+        "upgrade_settings": {"max_surge": "1"},
+    }
+
+
+def pool_profile(pool: PoolConfig, config: StackConfig, subnet_id: object) -> dict:
+    """AgentPool arguments for a user pool (GPU/FPGA pools carry their taint and label)."""
+    args = {
+        "mode": "User",
+        "os_type": "Linux",
+        "os_sku": "Ubuntu",
+        "vm_size": pool.vm_size,
+        "enable_auto_scaling": True,
+        "min_count": pool.min_count,
+        "max_count": pool.max_count,
+        "count": max(pool.min_count, 1),
+        "max_pods": config.network.effective_max_pods,
+        "vnet_subnet_id": subnet_id,
+        "orchestrator_version": config.cluster.kubernetes_version,
+        "node_labels": pool.effective_labels,
+        "node_taints": pool.effective_taints,
+        "upgrade_settings": {"max_surge": "1"},
+    }
+    if pool.accelerator == "gpu":
+        args["gpu_profile"] = {"driver": "Install"}
+        if pool.mig_profile:
+            args["gpu_instance_profile"] = pool.mig_profile
+    return args
+
+
+def merged_authorized_ranges(configured: Iterable[str], extra: Iterable[str]) -> list[str]:
+    """The API server's allowlist: the configured ranges plus deploy-time ones (the firewall's /32).
+
+    Sorted and without duplicates, so the same addresses always give the same input (no spurious diff).
+    """
+    return sorted(set(configured) | set(extra))
+
+
+def api_server_access_profile(config: StackConfig, authorized_ip_ranges: object | None) -> dict | None:
+    """A private cluster has no public endpoint to limit; a public one is limited to `authorized_ip_ranges`.
+
+    `authorized_ip_ranges` is the merged allowlist (see `merged_authorized_ranges`), or None when nothing
+    limits the endpoint; then there is no profile at all and the endpoint is open.
+    """
+    if config.cluster.private_cluster:
+        return {"enable_private_cluster": True}
+    if authorized_ip_ranges is not None:
+        return {"authorized_ip_ranges": authorized_ip_ranges}
+    return None
+
+
+def aad_profile(config: StackConfig) -> dict | None:
+    """Entra ID integration with the configured admin groups (Kubernetes RBAC, not Azure RBAC, authorizes)."""
+    admin_groups = config.cluster.admin_group_object_ids
+    if not admin_groups:
+        return None
+    return {"managed": True, "enable_azure_rbac": False, "admin_group_object_ids": list(admin_groups)}
+
+
+def security_profile(config: StackConfig, workspace_id: object) -> dict:
+    """Workload identity always (pods get Entra tokens, no secrets); Defender reporting to the workspace if on."""
+    profile: dict = {"workload_identity": {"enabled": True}}
+    if config.defender:
+        profile["defender"] = {
+            "log_analytics_workspace_resource_id": workspace_id,
+            "security_monitoring": {"enabled": True},
+        }
+    return profile
+
+
+def addon_profiles(config: StackConfig, workspace_id: object) -> dict | None:
+    """Container Insights (the omsagent add-on) sending to the stack's workspace, or no add-ons."""
+    if not config.monitoring.container_insights:
+        return None
+    return {"omsagent": {"enabled": True, "config": {"logAnalyticsWorkspaceResourceID": workspace_id}}}
+
+
+def managed_cluster_profile(
+    config: StackConfig, *, node_subnet_id: object, workspace_id: object, authorized_ip_ranges: object | None
+) -> dict:
+    """ManagedCluster arguments that follow from the config (names, identity and tags are the caller's)."""
+    cluster = config.cluster
+    return {
+        "kubernetes_version": cluster.kubernetes_version,
+        "sku": {"name": "Base", "tier": cluster.sku_tier},
+        "enable_rbac": True,
+        "disable_local_accounts": cluster.disable_local_accounts,
+        "aad_profile": aad_profile(config),
+        "api_server_access_profile": api_server_access_profile(config, authorized_ip_ranges),
+        # The OIDC issuer is what workload identity's federated credentials trust.
+        "oidc_issuer_profile": {"enabled": True},
+        "security_profile": security_profile(config, workspace_id),
+        "addon_profiles": addon_profiles(config, workspace_id),
+        "auto_upgrade_profile": {"upgrade_channel": "patch", "node_os_upgrade_channel": "NodeImage"},
+        "network_profile": network_profile(config),
+        # Only the system pool is inline: editing inline pools touches every pool (and adding one fails).
+        "agent_pool_profiles": [system_pool_profile(config, node_subnet_id)],
+    }
+
+
+def network_contributor_scopes(node_subnet_id: object, route_table_id: object | None) -> dict[str, object]:
+    """Where the control-plane identity needs Network Contributor, by label: the node subnet, and the
+    route table when there is one (kubenet writes pod routes to it; a UDR egress owns it)."""
+    scopes = {"node-subnet": node_subnet_id}
+    if route_table_id is not None:
+        scopes["route-table"] = route_table_id
+    return scopes
+
+
+def kubeconfig_format(config: StackConfig) -> str | None:
+    """Entra-only clusters (local accounts off) need kubelogin's exec plugin; None is the default format."""
+    return "exec" if config.cluster.disable_local_accounts else None
+
+
+def nvidia_device_plugin_manifest(config: StackConfig) -> dict:
+    """The device plugin DaemonSet's metadata and spec: AKS installs the GPU driver, but the plugin that
+    advertises nvidia.com/gpu is ours to run, on GPU nodes only (their label, their taint)."""
+    labels = {"app.kubernetes.io/name": "nvidia-device-plugin", "app.kubernetes.io/part-of": "aks-inference"}
+    # With MIG pools, the single strategy advertises each slice as one nvidia.com/gpu.
+    mig = any(p.mig_profile for p in config.gpu_pools)
+    return {
+        "metadata": {"name": "nvidia-device-plugin", "namespace": "kube-system", "labels": labels},
+        "spec": {
+            "selector": {"matchLabels": labels},
+            "updateStrategy": {"type": "RollingUpdate"},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "priorityClassName": "system-node-critical",
+                    "nodeSelector": {ACCELERATOR_LABEL: "gpu"},
+                    "tolerations": [toleration_for(GPU_TAINT)],
+                    "containers": [
+                        {
+                            "name": "nvidia-device-plugin",
+                            "image": NVIDIA_DEVICE_PLUGIN_IMAGE,
+                            "env": [
+                                {"name": "FAIL_ON_INIT_ERROR", "value": "false"},
+                                {"name": "MIG_STRATEGY", "value": "single" if mig else "none"},
+                            ],
+                            "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+                            "resources": {
+                                "requests": {"cpu": "10m", "memory": "32Mi"},
+                                "limits": {"cpu": "100m", "memory": "128Mi"},
+                            },
+                            "volumeMounts": [{"name": "device-plugin", "mountPath": "/var/lib/kubelet/device-plugins"}],
+                        }
+                    ],
+                    "volumes": [{"name": "device-plugin", "hostPath": {"path": "/var/lib/kubelet/device-plugins"}}],
+                },
+            },
+        },
+    }
+
+
+def container_log_settings_manifest() -> dict:
+    """The Container Insights agent's ConfigMap (metadata and data): ContainerLogV2, so pod and container
+    names are columns and JSON log lines a queryable `LogMessage`.
+
+    The router's access log and the model servers' logs are JSON with a shared `request_id`, so one
+    query follows a request end to end (README: "Logs"). This ConfigMap is the agent's only one.
+    """
+    settings = "\n".join([
+        "[log_collection_settings]",
+        "   [log_collection_settings.stdout]",
+        "      enabled = true",
+        '      exclude_namespaces = ["kube-system", "gatekeeper-system"]',
+        "   [log_collection_settings.stderr]",
+        "      enabled = true",
+        '      exclude_namespaces = ["kube-system", "gatekeeper-system"]',
+        "   [log_collection_settings.schema]",
+        '      containerlog_schema_version = "v2"',
+    ])
+    return {
+        "metadata": {"name": "container-azm-ms-agentconfig", "namespace": "kube-system", "labels": {"app.kubernetes.io/part-of": "aks-inference"}},
+        "data": {"schema-version": "v1", "config-version": "ver1", "log-data-collection-settings": settings},
+    }
