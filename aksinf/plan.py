@@ -10,7 +10,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from contract.loading import stack_file
+from contract.errors import ConfigError
+from contract.loading import read_stack_file
 from contract.stack import PROJECT_ROOT
 
 
@@ -20,8 +21,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if not stack_file(args.stack).exists():
-        print(f"no stack file {stack_file(args.stack)}", file=sys.stderr)
+    try:
+        read_stack_file(args.stack)
+    except ConfigError as error:  # no such stack, or a file that is not a stack file
+        print(error, file=sys.stderr)
         return 2
     from review.plan import main
 

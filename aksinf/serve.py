@@ -69,10 +69,14 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as error:  # ConfigError included: every problem, with its key
         print(error, file=sys.stderr)
         return 2
-    platform = LocalPlatform(
-        services, args.run_dir, purpose=purpose, listen_port=args.port, jwt=jwt,
-        scale_down_window_seconds=args.scale_down_window, modeldata=args.modeldata,
-    )
+    try:
+        platform = LocalPlatform(
+            services, args.run_dir, purpose=purpose, listen_port=args.port, jwt=jwt,
+            scale_down_window_seconds=args.scale_down_window, modeldata=args.modeldata,
+        )
+    except ValueError as error:  # a corrupt keys file in the run dir
+        print(f"aksinf serve: {error}", file=sys.stderr)
+        return 2
     print(f"starting {len(services)} service(s): Envoy + azureml-inference-server-http on 127.0.0.1 ...", flush=True)
     # Also during start-up: children live in their own sessions, so only we can stop them.
     previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}

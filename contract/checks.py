@@ -47,6 +47,8 @@ def _net(cidr: str) -> ipaddress.IPv4Network:
     return ipaddress.IPv4Network(cidr)
 
 
+# Azure's smallest subnet (https://learn.microsoft.com/azure/virtual-network/virtual-networks-faq#how-small-and-how-large-can-virtual-networks-and-subnets-be).
+SMALLEST_SUBNET_PREFIX = 29
 # Ranges AKS refuses for the service CIDR.
 AKS_FORBIDDEN_SERVICE_RANGES = ("169.254.0.0/16", "172.30.0.0/16", "172.31.0.0/16", "192.0.2.0/24")
 AZURE_RESERVED_SUBNET_IPS = 5
@@ -57,6 +59,9 @@ def _network_ranges(network: NetworkConfig) -> Iterable[ConfigIssue]:
     vnet, nodes, services = _net(network.vnet_cidr), _net(network.node_subnet_cidr), _net(network.service_cidr)
     if not nodes.subnet_of(vnet):
         yield ConfigIssue("network.nodeSubnetCidr", network.node_subnet_cidr, f"must lie inside network.vnetCidr ({vnet})")
+    for key, cidr in (("network.vnetCidr", vnet), ("network.nodeSubnetCidr", nodes)):
+        if cidr.prefixlen > SMALLEST_SUBNET_PREFIX:
+            yield ConfigIssue(key, str(cidr), f"is smaller than Azure's smallest subnet; allowed: a /{SMALLEST_SUBNET_PREFIX} or larger")
     if services.overlaps(vnet):
         yield ConfigIssue("network.serviceCidr", network.service_cidr, f"must not overlap network.vnetCidr ({vnet})")
     for forbidden in AKS_FORBIDDEN_SERVICE_RANGES:
@@ -171,6 +176,12 @@ def _purpose_rules(purpose: str, cluster: ClusterConfig) -> Iterable[ConfigIssue
             "cluster.adminGroupObjectIds",
             [],
             "needs at least one Entra group object id when cluster.disableLocalAccounts is true (otherwise nobody can administer the cluster)",
+        )
+    ranges = [_net(cidr) for cidr in cluster.authorized_ip_ranges]
+    if ranges and list(ipaddress.collapse_addresses(ranges)) == [_net("0.0.0.0/0")]:
+        yield ConfigIssue(
+            "cluster.authorizedIpRanges", cluster.authorized_ip_ranges,
+            "admit every IPv4 address, which restricts nothing; allowed: the ranges your admins and CI deploy from",
         )
     if cluster.private_cluster and cluster.authorized_ip_ranges:
         yield ConfigIssue("cluster.authorizedIpRanges", cluster.authorized_ip_ranges, "do not apply to a private cluster; remove them or set privateCluster false")

@@ -15,11 +15,12 @@ import typing
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from contract import limits
 from contract.checks import CROSS_CHECKS, ServiceFolders
 from contract.errors import (
     REDACTED,
@@ -50,6 +51,10 @@ def parse_config_value(raw: str) -> Any:
         return json.loads(raw)
     except (TypeError, ValueError):
         return raw
+    except RecursionError:  # nested beyond the parser's stack: `limits.too_deep` reports it with its key
+        return limits.TOO_DEEP
+
+
 
 
 def _service_folders(models: list[ModelEntry]) -> ServiceFolders:
@@ -88,12 +93,18 @@ def load_stack(values: Mapping[str, Any], location: Any, secret_keys: Iterable[s
                 continue
             parsed[alias] = field.get_default(call_default_factory=True)
             continue
+        key = alias if alias != "location" else LOCATION_KEY
+        if limits.too_deep(candidates[alias]):
+            issues.append(ConfigIssue(key, "…", f"is nested deeper than {limits.MAX_NESTING} levels; allowed: the documented shape"))
+            continue
         try:
-            parsed[alias] = TypeAdapter(field.annotation).validate_python(candidates[alias])
+            # The field's own constraints (e.g. the region's validator) travel in its metadata.
+            annotation = Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation
+            parsed[alias] = TypeAdapter(annotation).validate_python(candidates[alias])
         except ValidationError as exc:
             model = unwrap_model(field.annotation)
             root = model if isinstance(model, type) and issubclass(model, BaseModel) else None
-            issues.extend(issues_from(exc, alias if alias != "location" else LOCATION_KEY, alias in secret, root))
+            issues.extend(issues_from(exc, key, alias in secret, root))
     if "models" in parsed:
         parsed["services"] = _service_folders(parsed["models"])
     for needed, check in CROSS_CHECKS:
@@ -119,17 +130,30 @@ def _allowed(annotation: Any) -> str:
 # --------------------------------------------------------------------------- stack files
 
 
+# Pulumi's stack-name characters; anything else (a '/' above all) is no stack of this project.
+_STACK_NAME = re.compile(r"[A-Za-z0-9_.-]{1,100}")
+
+
 def stack_file(stack: str) -> Path:
+    if not _STACK_NAME.fullmatch(stack) or stack in (".", ".."):
+        raise ConfigError([ConfigIssue("stack", stack, "is not a stack name: letters, digits, '-', '_' and '.' (stacks/Pulumi.<stack>.yaml)")])
     return STACKS_DIR / f"Pulumi.{stack}.yaml"
 
 
 def read_stack_file(stack: str) -> dict[str, Any]:
-    """The `config:` map of a stack file with every key fully namespaced."""
-    data = yaml.safe_load(stack_file(stack).read_text()) or {}
-    config = {}
-    for key, value in (data.get("config") or {}).items():
-        config[key if ":" in key else f"{NAMESPACE}:{key}"] = value
-    return config
+    """The `config:` map of a stack file with every key fully namespaced; ConfigError if there is none."""
+    path = stack_file(stack)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError([ConfigIssue("stack", stack, f"has no stack file (looked for {path})")]) from None
+    except (OSError, UnicodeDecodeError, RecursionError, yaml.YAMLError) as error:
+        problem = f"is not a readable YAML stack file: {error}".replace("\n", " ")
+        raise ConfigError([ConfigIssue("stack", str(path), problem)]) from None
+    config = data.get("config") if isinstance(data, dict) else None
+    if not isinstance(config or {}, dict):
+        raise ConfigError([ConfigIssue("stack", str(path), "must hold a `config:` map of keys to values")])
+    return {key if ":" in key else f"{NAMESPACE}:{key}": value for key, value in (config or {}).items()}
 
 
 def load_stack_file(stack: str) -> LoadedStack:

@@ -15,11 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from contract import limits
 from contract.errors import ConfigError, ConfigIssue, join_key
 from contract.v1_files import (
     DeploymentConfig,
     InferenceConfig,
     check_service_name,
+    is_inside,
     parse_deployment,
     parse_inference,
 )
@@ -91,13 +93,18 @@ def shown(path: Path) -> str:
 def read_document(path: Path, key: str) -> tuple[Any, list[ConfigIssue]]:
     """The one reader of v1 documents: (parsed JSON, []) or (None, the problem keyed `key`)."""
     try:
-        return json.loads(path.read_text(encoding="utf-8")), []
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except RecursionError:
+        document = limits.TOO_DEEP
     except FileNotFoundError:
         return None, [ConfigIssue(key, shown(path), "file not found")]
     except (OSError, UnicodeDecodeError) as exc:
         return None, [ConfigIssue(key, shown(path), f"cannot be read: {exc}")]
     except json.JSONDecodeError as exc:
         return None, [ConfigIssue(key, shown(path), f"is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")]
+    if limits.too_deep(document):
+        return None, [ConfigIssue(key, shown(path), f"is nested deeper than {limits.MAX_NESTING} levels; allowed: a v1 document")]
+    return document, []
 
 
 def _model_dir_problems(model_dir: Path, key: str, given: str) -> list[ConfigIssue]:
@@ -107,6 +114,22 @@ def _model_dir_problems(model_dir: Path, key: str, given: str) -> list[ConfigIss
     if len(models) > MAX_MODELS:
         return [ConfigIssue(key, given, f"holds {len(models)} models; allowed: at most {MAX_MODELS} per service (v1 limit)")]
     return []
+
+
+def _escaping_links(folder: Path, key: str) -> list[ConfigIssue]:
+    """Symbolic links whose target lies outside the service folder: the build would copy host files."""
+    issues = []
+    root = folder.resolve()
+    for directory, dirs, files in os.walk(folder):
+        for name in sorted(dirs + files):
+            path = Path(directory) / name
+            if path.is_symlink() and not path.resolve().is_relative_to(root):
+                issues.append(ConfigIssue(
+                    key, shown(path),
+                    f"is a symbolic link to {path.resolve()}, outside the service folder; allowed: regular files "
+                    "inside the folder (the image build copies only those)",
+                ))
+    return issues
 
 
 def _folder_deployment(
@@ -151,7 +174,11 @@ def inspect_service(
     if not read_issues:
         inference, found = parse_inference(inference_data, folder, join_key(key, "inferenceConfig"))
         issues += found
+    issues += _escaping_links(folder, join_key(key, "path"))
     models = folder / model_dir
+    if not is_inside(models, folder):
+        issues.append(ConfigIssue(join_key(key, "modelDir"), model_dir, f"must stay inside the service folder {folder} (no absolute path, no '..' leaving it)"))
+        return ServiceFolder(None, deployment, tuple(issues))
     issues += _model_dir_problems(models, join_key(key, "modelDir") if model_dir != DEFAULT_MODEL_DIR else join_key(key, "path"), model_dir)
     if issues or deployment is None or inference is None:
         return ServiceFolder(None, deployment, tuple(issues))

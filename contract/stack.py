@@ -141,9 +141,39 @@ class ClusterConfig(Section):
 
 
 _POOL_NAME = re.compile(r"^[a-z][a-z0-9]{0,11}$")
-_LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
-_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
-_TAINT = re.compile(r"^[^=:\s]+=[^=:\s]*:(NoSchedule|PreferNoSchedule|NoExecute)$")
+# Kubernetes qualified names (https://kubernetes.io/docs/concepts/overview/working-with-objects/labels/#syntax-and-character-set):
+# an optional DNS-subdomain prefix (<= 253) and '/', then a name of <= 63; values <= 63, possibly empty.
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+_QUALIFIED_NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
+_LABEL_VALUE = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?")
+_TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
+# Node labels are applied by the kubelet, which may not set labels under kubernetes.io or k8s.io except
+# these (NodeRestriction: https://kubernetes.io/docs/reference/access-authn-authz/admission-controllers/#noderestriction);
+# AKS reserves kubernetes.azure.com (https://learn.microsoft.com/azure/aks/use-labels#unavailable-labels).
+_KUBELET_PREFIXES = ("kubelet.kubernetes.io", "node.kubernetes.io")
+_RESTRICTED_DOMAINS = ("kubernetes.io", "k8s.io")
+_AKS_RESERVED_PREFIX = "kubernetes.azure.com"
+
+
+def qualified_name_problem(key: str) -> str | None:
+    """Why `key` is not a Kubernetes label or taint key, or None."""
+    prefix, _, name = key.rpartition("/")
+    if "/" in key and not (len(prefix) <= 253 and _DNS_SUBDOMAIN.fullmatch(prefix)):
+        return f"{key!r} has an invalid prefix: a lowercase DNS subdomain of at most 253 characters before '/'"
+    if not _QUALIFIED_NAME.fullmatch(name):
+        return f"{key!r} is not a valid Kubernetes key: at most 63 ASCII letters, digits, '-', '_' or '.', alphanumeric at both ends"
+    return None
+
+
+def node_label_problem(key: str) -> str | None:
+    """Why the kubelet or AKS would refuse `key` as a node label, or None."""
+    prefix = key.rpartition("/")[0]
+    if prefix == _AKS_RESERVED_PREFIX or prefix.endswith("." + _AKS_RESERVED_PREFIX):
+        return f"{key!r} uses the prefix {_AKS_RESERVED_PREFIX}/, which AKS reserves"
+    restricted = any(prefix == d or prefix.endswith("." + d) for d in _RESTRICTED_DOMAINS)
+    if restricted and not any(prefix == p or prefix.endswith("." + p) for p in _KUBELET_PREFIXES):
+        return f"{key!r} is under kubernetes.io/k8s.io, which the kubelet may not set; allowed there: {', '.join(p + '/' for p in _KUBELET_PREFIXES)}"
+    return None
 
 
 def _pool_name(value: str) -> str:
@@ -156,16 +186,24 @@ def _pool_name(value: str) -> str:
 
 def _labels(value: dict[str, str]) -> dict[str, str]:
     for key, label in value.items():
-        if not _LABEL_KEY.match(key):
-            raise ValueError(f"label key {key!r} is not a valid Kubernetes label key")
-        if not _LABEL_VALUE.match(label):
-            raise ValueError(f"label value {label!r} of {key!r} is not a valid Kubernetes label value")
+        problem = qualified_name_problem(key) or node_label_problem(key)
+        if problem:
+            raise ValueError(f"label key {problem}")
+        if not _LABEL_VALUE.fullmatch(label):
+            raise ValueError(f"label value {label!r} of {key!r} is not a valid Kubernetes label value (at most 63 ASCII letters, digits, '-', '_' or '.')")
     return dict(sorted(value.items()))
 
 
 def _taint(value: str) -> str:
-    if not _TAINT.match(value):
-        raise ValueError("must look like key=value:NoSchedule (effects: NoSchedule, PreferNoSchedule, NoExecute)")
+    key_value, _, effect = value.rpartition(":")
+    key, equals, taint_value = key_value.partition("=")
+    if not (equals and effect in _TAINT_EFFECTS):
+        raise ValueError(f"must look like key=value:NoSchedule (effects: {', '.join(_TAINT_EFFECTS)})")
+    problem = qualified_name_problem(key)
+    if problem:
+        raise ValueError(f"taint key {problem}")
+    if not _LABEL_VALUE.fullmatch(taint_value):
+        raise ValueError(f"taint value {taint_value!r} is not valid (at most 63 ASCII letters, digits, '-', '_' or '.')")
     return value
 
 

@@ -32,6 +32,7 @@ from pydantic import (
     ValidationError,
 )
 
+from contract import limits
 from contract.errors import REDACTED, ConfigIssue, Section, issues_from, join_key
 
 # v1 resolves these when the deployment leaves them out ([aks] docstrings).
@@ -70,15 +71,24 @@ _NAMESPACE = re.compile(r"^[a-z0-9]([a-z0-9-]{,61}[a-z0-9])?$")
 def _namespace(value: str) -> str:
     if not _NAMESPACE.match(value):
         raise ValueError("must be a Kubernetes namespace name: 1-63 lowercase letters, digits or dashes, alphanumeric at both ends")
+    reserved = limits.reserved_namespace_problem(value)
+    if reserved:
+        raise ValueError(reserved)
     return value
 
 
 _KEY = re.compile(r"^[A-Za-z0-9+/=_.~-]{16,256}$")
 
 
-def _auth_key(value: str) -> str:
+def check_auth_key(value: str) -> str:
+    """A user-supplied key: v1's characters and length, and enough entropy to be a secret."""
     if not _KEY.match(value):
         raise ValueError("must be 16-256 characters of letters, digits and +/=_.~- (sent as 'Authorization: Bearer <key>')")
+    if limits.key_entropy_bits(value) < limits.MIN_KEY_ENTROPY_BITS:
+        raise ValueError(
+            f"is too easy to guess (under {limits.MIN_KEY_ENTROPY_BITS} bits of entropy); allowed: a random key, "
+            "e.g. python -c 'import secrets; print(secrets.token_urlsafe(24))', or leave keys out to have them generated"
+        )
     return value
 
 
@@ -97,10 +107,23 @@ def _lower(value: Any) -> Any:
     return value.lower() if isinstance(value, str) else value
 
 
+def _at_least(value: float, minimum: float, meaning: str) -> float:
+    if value < minimum:
+        raise ValueError(f"must be at least {minimum} ({meaning}: the smallest quantity a Kubernetes manifest can carry)")
+    return value
+
+
 Namespace = Annotated[str, AfterValidator(_namespace)]
-AuthKey = Annotated[str, AfterValidator(_auth_key)]
-PositiveInt = Annotated[int, Field(gt=0)]
-PositiveFloat = Annotated[float, Field(gt=0)]
+AuthKey = Annotated[str, AfterValidator(check_auth_key)]
+# Every count, period and duration: int32, what Kubernetes' fields and Envoy's thresholds accept.
+PositiveInt = Annotated[int, Field(gt=0, le=limits.INT32_MAX)]
+CpuCores = Annotated[
+    float, Field(gt=0, le=limits.MAX_CPU_CORES, allow_inf_nan=False), AfterValidator(lambda v: _at_least(v, limits.MIN_CPU_CORES, "one millicore"))
+]
+MemoryGb = Annotated[
+    float, Field(gt=0, le=limits.MAX_MEMORY_GB, allow_inf_nan=False), AfterValidator(lambda v: _at_least(v, limits.MIN_MEMORY_GB, "about one MiB"))
+]
+GpuCount = Annotated[int, Field(ge=0, le=limits.INT32_MAX)]
 
 
 class V1Section(Section):
@@ -125,11 +148,11 @@ class AutoScaler(V1Section):
 class ContainerResourceRequirements(V1Section):
     """Per-replica requests and limits (`cpu_cores`, `memory_gb`, `*_limit`)."""
 
-    cpu: PositiveFloat = 0.1
-    memory_in_gb: PositiveFloat = Field(default=0.5, alias="memoryInGB")
-    cpu_limit: PositiveFloat | None = None
-    memory_in_gb_limit: PositiveFloat | None = Field(default=None, alias="memoryInGBLimit")
-    gpu: Annotated[int, Field(ge=0)] | None = None
+    cpu: CpuCores = 0.1
+    memory_in_gb: MemoryGb = Field(default=0.5, alias="memoryInGB")
+    cpu_limit: CpuCores | None = None
+    memory_in_gb_limit: MemoryGb | None = Field(default=None, alias="memoryInGBLimit")
+    gpu: GpuCount | None = None
 
 
 class LivenessProbeRequirements(V1Section):
@@ -157,7 +180,7 @@ class DeploymentConfig(V1Section):
     auto_scaler: AutoScaler = Field(default_factory=AutoScaler)
     container_resource_requirements: ContainerResourceRequirements = Field(default_factory=ContainerResourceRequirements)
     # v1's docstring says 0, the docs include says 1; 0 is the only default a CPU-only cluster can schedule.
-    gpu_cores: Annotated[int, Field(ge=0)] | None = None
+    gpu_cores: GpuCount | None = None
     liveness_probe_requirements: LivenessProbeRequirements = Field(default_factory=LivenessProbeRequirements)
     keys: Keys = Field(default_factory=Keys)
     auth_enabled: bool | None = None
@@ -340,15 +363,32 @@ class InferenceConfig(V1Section):
         if self.runtime == "spark-py":
             yield ("runtime", self.runtime, "spark-py is not supported (there is no Spark runtime in the model image); allowed: python")
         source = folder / (self.source_directory or ".")
+        if self.source_directory is not None and not is_inside(source, folder):
+            yield ("sourceDirectory", self.source_directory, f"{OUTSIDE} (the service folder {folder})")
+            return
         if self.source_directory is not None and not source.is_dir():
             yield ("sourceDirectory", self.source_directory, f"is not a directory (looked for {source})")
+            return
+        steps_key = "extraDockerfileSteps" if self.extra_dockerfile_steps else "extraDockerFileSteps"
+        outside = [(key, given) for key, given in (("entryScript", self.entry_script), ("condaFile", self.conda_file), (steps_key, self.dockerfile_steps))
+                   if given is not None and not is_inside(source / given, source)]
+        for key, given in outside:
+            yield (key, given, f"{OUTSIDE} (the source directory {source})")
+        if outside:
             return
         yield from _entry_script_problems(source, self.entry_script)
         if self.conda_file is not None:
             yield from _conda_problems(source / self.conda_file, self.conda_file)
-        steps_key = "extraDockerfileSteps" if self.extra_dockerfile_steps else "extraDockerFileSteps"
         if self.dockerfile_steps and not (source / self.dockerfile_steps).is_file():
             yield (steps_key, self.dockerfile_steps, f"file not found (looked for {source / self.dockerfile_steps})")
+
+
+OUTSIDE = "must stay inside its folder (no absolute path, no '..' leaving it, no link out of it): the image holds only the service folder"
+
+
+def is_inside(path: Path, folder: Path) -> bool:
+    """Whether `path`, links resolved, lies in `folder`."""
+    return path.resolve().is_relative_to(folder.resolve())
 
 
 def _entry_script_problems(source: Path, entry_script: str) -> Iterable[tuple[str, Any, str]]:

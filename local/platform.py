@@ -20,6 +20,7 @@ from pathlib import Path
 from prometheus_client import start_http_server
 
 from contract.service import ModelService
+from contract.v1_files import check_auth_key
 from local.envoy_process import EnvoyProcess
 from local.model_server import command_for
 from local.net import LOOPBACK, free_port
@@ -30,6 +31,32 @@ from router.spec import JwtSettings, RouterSettings, ServiceRoute
 from serving.translate import autoscale_settings, initial_replicas, route_for
 
 DEFAULT_PORT = 8800
+
+
+def stored_keys(path: Path) -> dict[str, list[str]]:
+    """The keys kept in `path` ({service: [primary, secondary]}); ValueError naming the file and every bad entry."""
+    if not path.exists():
+        return {}
+    fix = f"delete {path} to have new keys generated"
+    try:
+        stored = json.loads(path.read_text())
+    except (ValueError, RecursionError) as error:
+        raise ValueError(f"{path}: is not a keys file ({error}); {fix}") from None
+    if not isinstance(stored, dict):
+        raise ValueError(f"{path}: must be an object of service name -> [primary key, secondary key]; {fix}")
+    problems = []
+    for service, keys in stored.items():
+        if not (isinstance(keys, list) and len(keys) == 2 and all(isinstance(key, str) for key in keys)):
+            problems.append(f"{service}: must be a list of two keys (primary, secondary), got {type(keys).__name__}")
+            continue
+        for label, key in zip(("primary", "secondary"), keys):
+            try:
+                check_auth_key(key)
+            except ValueError as error:
+                problems.append(f"{service}: the {label} key {error}")
+    if problems:
+        raise ValueError(f"{path}: {len(problems)} problem(s); {fix}:\n  - " + "\n  - ".join(problems))
+    return stored
 
 
 @dataclass
@@ -66,7 +93,7 @@ class LocalPlatform:
     def _keys(self) -> dict[str, list[str]]:
         """Configured keys, else keys generated once and kept in .run/keys.json (stable across runs)."""
         path = self.run_dir / "keys.json"
-        stored = json.loads(path.read_text()) if path.exists() else {}
+        stored = stored_keys(path)
         keys = {}
         for service in self.services:
             if service.deployment.auth_mode != "key":
