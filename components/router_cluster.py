@@ -109,7 +109,7 @@ class RouterCluster(pulumi.ComponentResource):
         k8s.policy.v1.PodDisruptionBudget(f"{name}-pdb", metadata=object_metadata(ROUTER_APP), spec=pdb_spec(replicas), opts=in_namespace)
         self.service = k8s.core.v1.Service(
             f"{name}-service",
-            metadata={**object_metadata(ROUTER_APP), "annotations": service_annotations(config.router)},
+            metadata={**object_metadata(ROUTER_APP), "annotations": service_annotations(config)},
             spec=service_spec(tls.enabled),
             opts=in_namespace,
         )

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from contract.stack import RouterConfig, StackConfig
+from contract.stack import StackConfig
 from router.discovery import ROUTER_APP, ROUTER_NAMESPACE
 from router.environment import RouterEnvironment
 
@@ -176,13 +176,13 @@ def pdb_spec(replicas: int) -> dict:
     return {"minAvailable": max(1, replicas - 1), "selector": {"matchLabels": _router_pods()}}
 
 
-def service_annotations(router: RouterConfig) -> dict[str, str]:
+def service_annotations(config: StackConfig) -> dict[str, str]:
     """Azure's cloud provider reads these: an internal (VNet-only) LoadBalancer, and the public IP's DNS label."""
     annotations = {}
-    if router.load_balancer == "internal":
+    if config.router_load_balancer == "internal":
         annotations["service.beta.kubernetes.io/azure-load-balancer-internal"] = "true"
-    if router.dns_label:
-        annotations["service.beta.kubernetes.io/azure-dns-label-name"] = router.dns_label
+    if config.router.dns_label:
+        annotations["service.beta.kubernetes.io/azure-dns-label-name"] = config.router.dns_label
     return annotations
 
 

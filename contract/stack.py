@@ -327,7 +327,8 @@ def _dns_label(value: str) -> str:
 class RouterConfig(Section):
     """The router's public face: a LoadBalancer Service, optionally with an Azure DNS label."""
 
-    load_balancer: Literal["public", "internal"] = "public"
+    # None: internal for DevTest (plain HTTP keys never cross the internet), public otherwise.
+    load_balancer: Literal["public", "internal"] | None = None
     dns_label: Annotated[str, AfterValidator(_dns_label)] | None = None
     replicas: int | None = Field(default=None, ge=1, le=50)
 
@@ -386,6 +387,11 @@ class StackConfig(Section):
     @property
     def is_production(self) -> bool:
         return self.purpose in PRODUCTION_PURPOSES
+
+    @property
+    def router_load_balancer(self) -> Literal["public", "internal"]:
+        """`router.loadBalancer`, or its purpose default: DevTest routers serve plain HTTP, so they stay internal."""
+        return self.router.load_balancer or ("internal" if self.purpose == "DevTest" else "public")
 
     @property
     def gpu_pools(self) -> list[PoolConfig]:

@@ -54,7 +54,7 @@ def manifests(config: StackConfig) -> list[dict]:
     """The Deployment, HPA, PDB and Service as the deployer registers them, with apiVersion and kind."""
     replicas = router_replicas(config)
     pod = pod_spec(router_environment(config, MODEL_NAMESPACES), config.tls.enabled, IMAGE)
-    service_metadata = {**object_metadata(ROUTER_APP), "annotations": service_annotations(config.router)}
+    service_metadata = {**object_metadata(ROUTER_APP), "annotations": service_annotations(config)}
     return [
         {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": object_metadata(ROUTER_APP), "spec": deployment_spec(replicas, pod)},
         {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": object_metadata(ROUTER_APP), "spec": hpa_spec(replicas)},
@@ -177,11 +177,20 @@ def test_plain_http_serves_8080_behind_80_without_a_tls_volume():
 
 def test_service_annotations_follow_the_router_config():
     internal = dev_test(router={"loadBalancer": "internal", "dnsLabel": "contoso-scoring"})
-    assert service_annotations(internal.router) == {
+    assert service_annotations(internal) == {
         "service.beta.kubernetes.io/azure-load-balancer-internal": "true",
         "service.beta.kubernetes.io/azure-dns-label-name": "contoso-scoring",
     }
-    assert service_annotations(dev_test().router) == {}
+    assert service_annotations(dev_test(router={"loadBalancer": "public"})) == {}
+    assert service_annotations(fast_prod(tls={"allowInsecure": True})) == {}
+
+
+def test_devtest_routers_are_internal_unless_made_public():
+    """DevTest serves plain HTTP: its keys never cross the internet unless the stack says so."""
+    internal = {"service.beta.kubernetes.io/azure-load-balancer-internal": "true"}
+    assert service_annotations(dev_test()) == internal
+    assert dev_test().router_load_balancer == "internal"
+    assert fast_prod().router_load_balancer == "public"
     assert service_spec(False)["type"] == "LoadBalancer" and service_spec(False)["externalTrafficPolicy"] == "Local"
 
 
