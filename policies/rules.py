@@ -9,6 +9,7 @@ which `review/plan.py` fills in from the previous `plans/<stack>.json`.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from typing import Any
@@ -119,8 +120,19 @@ def _local_accounts(p, _):
 
 def _private_or_ranges(p, _):
     api = p.get("apiServerAccessProfile") or {}
-    if _is_production(p) and not api.get("enablePrivateCluster") and not api.get("authorizedIPRanges"):
+    ranges = api.get("authorizedIPRanges") or []
+    if _is_production(p) and not api.get("enablePrivateCluster") and not ranges:
         yield "production API server is public with no authorized IP ranges"
+    elif ranges and _admits_everyone(ranges):
+        yield f"authorized IP ranges {ranges} admit every IPv4 address, which restricts nothing"
+
+
+def _admits_everyone(ranges: list[str]) -> bool:
+    try:
+        networks = [ipaddress.IPv4Network(r, strict=False) for r in ranges]
+    except ValueError:
+        return False  # not IPv4 CIDRs: Azure refuses them before this matters
+    return list(ipaddress.collapse_addresses(networks)) == [ipaddress.IPv4Network("0.0.0.0/0")]
 
 
 def _defender(p, _):
@@ -359,7 +371,7 @@ ALL = [
               MANDATORY, (CLUSTER,), _rbac),
     _resource("aks-local-accounts-disabled", "FastProd/DenseProd clusters must disable local accounts: set disableLocalAccounts=true with Entra ID integration.",
               MANDATORY, (CLUSTER,), _local_accounts),
-    _resource("aks-api-server-restricted", "FastProd/DenseProd API servers must be private or limited by authorized IP ranges: set cluster.private or cluster.authorizedIpRanges.",
+    _resource("aks-api-server-restricted", "FastProd/DenseProd API servers must be private or limited by authorized IP ranges that do not admit every address: set cluster.privateCluster or cluster.authorizedIpRanges.",
               MANDATORY, (CLUSTER,), _private_or_ranges),
     _resource("aks-defender-enabled", "FastProd/DenseProd clusters need Defender for Containers: set securityProfile.defender with a Log Analytics workspace.",
               MANDATORY, (CLUSTER,), _defender),

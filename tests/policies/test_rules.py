@@ -187,6 +187,14 @@ def test_rule_passes_and_fails(rule, stacks):
     assert rule in _violations(failing(base), config_for(True))
 
 
+@pytest.mark.parametrize("ranges", [["0.0.0.0/0"], ["0.0.0.0/1", "128.0.0.0/1"], ["203.0.113.0/24", "0.0.0.0/0"]])
+def test_authorized_ranges_that_admit_everyone_restrict_nothing(stacks, ranges):
+    opened = edit(CLUSTER, setter("apiServerAccessProfile", {"authorizedIPRanges": ranges}))(stacks["prod"])
+    assert "aks-api-server-restricted" in _violations(opened, {})
+    narrow = edit(CLUSTER, setter("apiServerAccessProfile", {"authorizedIPRanges": ["203.0.113.0/24"]}))(stacks["prod"])
+    assert "aks-api-server-restricted" not in _violations(narrow, {})
+
+
 def test_diagnostic_names_the_model_deployment_an_hpa_targets(stacks):
     found = analyze(add("kubernetes:autoscaling/v2:HorizontalPodAutoscaler", "model-hpa", model_hpa)(stacks["dev"]))
     [hit] = [d for d in found["mandatory"] if d.policy == "no-hpa-on-model-deployments"]
