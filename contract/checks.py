@@ -143,14 +143,20 @@ def _flat_cni_capacity(network: NetworkConfig, cluster: ClusterConfig, pools: li
         )
 
 
+def _repeated_names(section: str, names: Iterable[str], why: str) -> Iterable[ConfigIssue]:
+    """`<section>[i].name` for every name already used by an earlier entry."""
+    seen: set[str] = set()
+    for i, name in enumerate(names):
+        if name in seen:
+            yield ConfigIssue(f"{section}[{i}].name", name, f"must be unique among {section}{why}")
+        seen.add(name)
+
+
 @cross_check("pools")
 def _pool_rules(pools: list[PoolConfig]) -> Iterable[ConfigIssue]:
-    seen: set[str] = set()
+    yield from _repeated_names("pools", (pool.name for pool in pools), "")
     for i, pool in enumerate(pools):
         key = f"pools[{i}]"
-        if pool.name in seen:
-            yield ConfigIssue(f"{key}.name", pool.name, "must be unique among pools")
-        seen.add(pool.name)
         if pool.min_count > pool.max_count:
             yield ConfigIssue(f"{key}.minCount", pool.min_count, f"must be <= maxCount ({pool.max_count})")
         if pool.accelerator == "gpu" and not vmsizes.is_gpu(pool.vm_size):
@@ -226,14 +232,10 @@ def _registry_rules(registry: RegistryConfig) -> Iterable[ConfigIssue]:
 @cross_check("models")
 def _model_entries(models: list[ModelEntry]) -> Iterable[ConfigIssue]:
     """Names unique, and every path a folder (what is inside it is `services`' concern)."""
-    seen: set[str] = set()
+    yield from _repeated_names("models", (entry.name for entry in models), " (it names /api/v1/service/<name>/score)")
     for i, entry in enumerate(models):
-        key = f"models[{i}]"
-        if entry.name in seen:
-            yield ConfigIssue(f"{key}.name", entry.name, "must be unique among models (it names /api/v1/service/<name>/score)")
-        seen.add(entry.name)
         if not entry.folder.is_dir():
-            yield ConfigIssue(f"{key}.path", entry.path, f"is not a directory (resolved against the project root: {entry.folder})")
+            yield ConfigIssue(f"models[{i}].path", entry.path, f"is not a directory (resolved against the project root: {entry.folder})")
 
 
 @cross_check("services")
