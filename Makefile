@@ -35,8 +35,10 @@ $(SAMPLE_MODEL): $(STAMP) examples/models/diabetes/train.py
 	$(PY) examples/models/diabetes/train.py --out $@
 
 # Layer contracts (pyproject.toml [tool.importlinter]) first: a circle or an upward import fails fast.
+# Then zizmor on the workflows, offline (no network, no GitHub token): any finding fails.
 test: $(STAMP) $(SAMPLE_MODEL) $(AZURITE)
 	$(VENV)/bin/lint-imports --no-cache
+	$(VENV)/bin/zizmor --offline .github/workflows
 	$(PY) -m pytest -q
 
 run: $(STAMP) $(SAMPLE_MODEL)
