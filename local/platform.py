@@ -17,8 +17,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from prometheus_client import start_http_server
-
 from contract.service import ModelService
 from contract.v1_files import check_auth_key
 from local.envoy_process import EnvoyProcess
@@ -27,7 +25,9 @@ from local.net import LOOPBACK, free_port
 from local.processes import LocalProcesses, LocalService
 from router.controlplane import ControlPlane, ManagedService
 from router.envoy_files import ConfigWriter
+from router.metrics import collect, envoy_load
 from router.spec import JwtSettings, RouterSettings, ServiceRoute
+from router.status import LocalEnvoy, StatusServer
 from serving.translate import autoscale_settings, initial_replicas, route_for
 
 DEFAULT_PORT = 8800
@@ -131,10 +131,14 @@ class LocalPlatform:
             self.envoy = EnvoyProcess(self.writer.write_bootstrap(self.settings), self.settings.admin_port, self.run_dir / "envoy.log")
             self.actuator.publish()
             self.envoy.start()
+            # One Envoy here: the control plane reads its admin API directly (in a cluster: every replica's /load).
             self.control_plane = ControlPlane(
-                managed, self.actuator, [self.admin_url], on_tick=self.actuator.reconcile, on_latency=self.actuator.observe_latency
+                managed, self.actuator, [self.admin_url], collector=functools.partial(collect, read=envoy_load),
+                on_tick=self.actuator.reconcile, on_latency=self.actuator.observe_latency,
             )
-            self.metrics_server, _ = start_http_server(self.metrics_port, addr=LOOPBACK, registry=self.control_plane.registry)
+            self.status_server = StatusServer(
+                (LOOPBACK, self.metrics_port), self.control_plane.registry, LocalEnvoy(self.settings.admin_port), self.writer
+            ).start()
             self.loop = threading.Thread(target=self.control_plane.run, args=(self.stop_event,), daemon=True, name="control-plane")
             self.loop.start()
         except BaseException:
@@ -150,8 +154,8 @@ class LocalPlatform:
 
     def stop(self) -> None:
         self.stop_control_plane()
-        if getattr(self, "metrics_server", None):
-            self.metrics_server.shutdown()
+        if getattr(self, "status_server", None):
+            self.status_server.stop()
         if getattr(self, "envoy", None):
             self.envoy.stop()
         self.actuator.stop_all()

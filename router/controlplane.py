@@ -1,5 +1,8 @@
 """The control loop: every refresh tick, collect load from the routers, decide per service, actuate.
 
+Load comes from `collector(load_urls)`: in the cluster, every router replica's `/load` on its status
+server (router/status.py); in local mode, the one local Envoy's admin API (router/metrics.py).
+
 The data plane does not depend on this loop: Envoy keeps serving the last config it
 loaded if the control plane stops or dies; only scaling and config changes pause.
 """
@@ -31,7 +34,7 @@ class ControlPlane:
         self,
         services: list[ManagedService],
         actuator: Actuator,
-        admin_urls: list[str],
+        load_urls: list[str],
         *,
         clock: Callable[[], float] = time.monotonic,
         collector: Callable[[list[str]], dict[str, Load]] = collect,
@@ -40,7 +43,7 @@ class ControlPlane:
         on_latency: Callable[[dict[str, float]], object] | None = None,
     ):
         self.actuator = actuator
-        self.admin_urls = admin_urls
+        self.load_urls = load_urls
         self.clock = clock
         self.collector = collector
         self.on_tick = on_tick
@@ -71,7 +74,7 @@ class ControlPlane:
         started = time.perf_counter()
         if self.on_tick:
             self.on_tick()
-        loads = self.collector(self.admin_urls)
+        loads = self.collector(self.load_urls)
         now = self.clock()
         decisions = {}
         for service in self.services:

@@ -26,8 +26,8 @@ VARIABLES = {
     "config_dir": "AKSINF_CONFIG_DIR",  # Envoy's config directory, shared with the Envoy container
     "tls_dir": "AKSINF_TLS_DIR",  # tls.crt + tls.key (a mounted kubernetes.io/tls Secret); absent: plain HTTP
     "listen_port": "AKSINF_LISTEN_PORT",  # the scoring port; default 8443 with TLS, 8080 without
-    "admin_port": "AKSINF_ADMIN_PORT",  # Envoy's admin port
-    "metrics_port": "AKSINF_METRICS_PORT",  # the control plane's Prometheus endpoint
+    "admin_port": "AKSINF_ADMIN_PORT",  # Envoy's admin port, on 127.0.0.1 only (no container port)
+    "metrics_port": "AKSINF_METRICS_PORT",  # the control plane's status server: /metrics, /load (peers), /ready (probe)
     "jwt_issuer": "AKSINF_JWT_ISSUER",  # token auth: issuer, audience and JWKS, all three or none
     "jwt_audience": "AKSINF_JWT_AUDIENCE",
     "jwks_uri": "AKSINF_JWKS_URI",
@@ -88,8 +88,7 @@ class RouterEnvironment:
             config_dir=Path(self.config_dir),
             listen_host="0.0.0.0",  # in a pod: the Service routes to the pod IP
             listen_port=self.scoring_port(tls is not None),
-            admin_port=self.admin_port,
-            admin_host="0.0.0.0",  # peers read each other's gauges; the NetworkPolicy admits only router pods
+            admin_port=self.admin_port,  # Envoy's admin API answers on 127.0.0.1 only (RouterSettings.admin_host)
             jwt=jwt,
             tls=tls,
         )

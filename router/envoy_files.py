@@ -1,8 +1,10 @@
 """Envoy's config directory: atomic writes in a safe order, and validation with the real binary.
 
 `ConfigWriter` turns what `router/envoy_config.py` renders into files Envoy watches (a rename is
-the only event it reloads on); `validate_config` runs `envoy --mode validate` on the same resources.
-`envoy_argv` is the one command line that starts Envoy, in the router pod and in local mode.
+the only event it reloads on) and remembers each file's version_info, which Envoy reports once it
+serves that file (router/status.py compares the two); `validate_config` runs `envoy --mode validate`
+on the same resources. `envoy_argv` is the one command line that starts Envoy, in the router pod and
+in local mode.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from router.envoy_config import render_bootstrap, render_dynamic
+from router.envoy_config import dynamic_file, render_bootstrap, render_dynamic
 from router.spec import RouterSettings, ServiceRoute
 
 BOOTSTRAP_FILE = "bootstrap.yaml"
@@ -61,6 +63,9 @@ class ConfigWriter:
     def __init__(self, config_dir: Path):
         self.config_dir = Path(config_dir)
         self.config_dir.mkdir(parents=True, exist_ok=True)
+        # file -> version_info of the dynamic files as the last `write` left them: what Envoy should serve.
+        # Replaced whole on each write, so another thread (the status server) reads a consistent one.
+        self.versions: dict[str, str] = {}
 
     def write_bootstrap(self, settings: RouterSettings) -> Path:
         path = self.config_dir / BOOTSTRAP_FILE
@@ -77,12 +82,14 @@ class ConfigWriter:
         steps = [("sds-tls.yaml", files["sds-tls.yaml"])] if "sds-tls.yaml" in files else []
         if removed and adding:
             interim = sorted(files["cds.yaml"]["resources"] + removed, key=lambda r: r["name"])
-            steps.append(("cds.yaml", {"resources": interim}))
+            steps.append(("cds.yaml", dynamic_file(interim)))
         order = ["rds.yaml", "cds.yaml"] if removed else ["cds.yaml", "rds.yaml"]
         # Token routes rely on the listener's jwt_authn filter: it arrives before them and leaves after them.
         order = ["lds.yaml", *order] if settings.jwt else [*order, "lds.yaml"]
         steps += [(name, files[name]) for name in order]
-        return [name for name, document in steps if self._replace(self.config_dir / name, _dump(document))]
+        written = [name for name, document in steps if self._replace(self.config_dir / name, _dump(document))]
+        self.versions = {name: document["version_info"] for name, document in files.items()}
+        return written
 
     def _clusters(self) -> list[dict]:
         path = self.config_dir / "cds.yaml"

@@ -1,21 +1,23 @@
-"""In-cluster control plane: discover model services, write Envoy's files, and (as leader) scale.
+"""In-cluster control plane: discover model services, write Envoy's files, serve status, and (as leader) scale.
 
 Runs next to Envoy in each router pod, sharing the config directory (an emptyDir).
 Discovery polls the API every refresh tick (list calls are cheap at model-service
-scale and need no long-lived watches); see router/discovery.py for the contract.
-`reconcile_once` is one round of that loop with the API server behind the small `ClusterApi`
-protocol, so tests drive it with fakes; `main` wires the real client and repeats it every second.
+scale and need no long-lived watches); see router/discovery.py for the contract. Key Secrets are
+read one by one, by the names the Services give (`get`, never `list`), so the router's Role can
+grant exactly those Secrets. `reconcile_once` is one round of that loop with the API server behind
+the small `ClusterApi` protocol and Envoy's admin API behind `EnvoyAdmin`, so tests drive it with
+fakes; `main` wires the real clients, starts the status server (router/status.py) and repeats the
+round every second. A failed round is logged and the next one retries: the status server, and with
+it the pod's readiness, never depends on the API server answering.
 """
 
 from __future__ import annotations
 
+import logging
 import socket
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, NoReturn, Protocol
-
-from prometheus_client import start_http_server
 
 from router.actuators import KubernetesScaler
 from router.controlplane import ControlPlane, ManagedService
@@ -24,19 +26,25 @@ from router.discovery import (
     SERVICE_NAME_LABEL,
     DiscoveredService,
     discover,
+    named_secrets,
 )
 from router.environment import RouterEnvironment
 from router.envoy_files import ConfigWriter
 from router.leader import KubernetesLeases, LeaderElector
-from router.metrics import Load, collect
+from router.metrics import Load
 from router.spec import RouterSettings
+from router.status import EnvoyAdmin, HealthReport, LocalEnvoy, StatusServer
 
 if TYPE_CHECKING:
     from kubernetes.client import CoreV1Api, DiscoveryV1Api
 
+log = logging.getLogger(__name__)
+
 LEASE_NAME = "aks-inference-autoscaler"
 RECONCILE_SECONDS = 1.0
 MODEL_SERVICE_SELECTOR = f"{MODEL_SERVICE_LABEL}=true"
+STATUS_HOST = "0.0.0.0"  # in a pod: peers, the kubelet and Prometheus reach the status server on the pod IP
+LOAD_PATH = "/load"
 
 
 class ClusterApi(Protocol):
@@ -47,16 +55,18 @@ class ClusterApi(Protocol):
 
     def endpoint_slices(self, namespace: str) -> list[dict]: ...
 
-    def model_secrets(self, namespace: str) -> list[dict]: ...
+    def model_secret(self, namespace: str, name: str) -> dict | None:
+        """The Secret, or None when there is none this replica may read (not created yet, or not granted)."""
+        ...
 
     def router_peer_addresses(self, namespace: str, router_service: str) -> list[str]: ...
 
 
-def as_api_dicts(object_list: object) -> list[dict]:
-    """Client objects -> the API's own JSON shape (camelCase), which the discovery contract reads."""
+def as_api_dict(api_object: object) -> dict:
+    """A client object -> the API's own JSON shape (camelCase), which the discovery contract reads."""
     from kubernetes.client import ApiClient
 
-    return ApiClient().sanitize_for_serialization(object_list).get("items", [])
+    return ApiClient().sanitize_for_serialization(api_object)
 
 
 class KubernetesClusterApi:
@@ -66,16 +76,25 @@ class KubernetesClusterApi:
         self.core, self.discovery = core, discovery
 
     def model_services(self, namespace: str) -> list[dict]:
-        return as_api_dicts(self.core.list_namespaced_service(namespace, label_selector=MODEL_SERVICE_SELECTOR))
+        return as_api_dict(self.core.list_namespaced_service(namespace, label_selector=MODEL_SERVICE_SELECTOR)).get("items", [])
 
     def endpoint_slices(self, namespace: str) -> list[dict]:
-        return as_api_dicts(self.discovery.list_namespaced_endpoint_slice(namespace))
+        return as_api_dict(self.discovery.list_namespaced_endpoint_slice(namespace)).get("items", [])
 
-    def model_secrets(self, namespace: str) -> list[dict]:
-        return as_api_dicts(self.core.list_namespaced_secret(namespace, label_selector=MODEL_SERVICE_SELECTOR))
+    def model_secret(self, namespace: str, name: str) -> dict | None:
+        """404 (not created yet) and 403 (the Role does not grant this name) both read as no Secret:
+        the service then has no keys and refuses every key, and no other service is held up."""
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            return as_api_dict(self.core.read_namespaced_secret(name, namespace))
+        except ApiException as error:
+            if error.status in (403, 404):
+                return None
+            raise
 
     def router_peer_addresses(self, namespace: str, router_service: str) -> list[str]:
-        """Every address in the router Service's EndpointSlices: each replica's Envoy, this one included."""
+        """Every address in the router Service's EndpointSlices: each replica (its status server serves /load), this one included."""
         peers = self.discovery.list_namespaced_endpoint_slice(namespace, label_selector=f"{SERVICE_NAME_LABEL}={router_service}")
         return [address for s in peers.items for e in (s.endpoints or []) for address in (e.addresses or [])]
 
@@ -96,36 +115,51 @@ def reconcile_once(
     scaler: KubernetesScaler,
     settings: RouterSettings,
     environment: RouterEnvironment,
-    collector: Callable[[list[str]], dict[str, Load]] = collect,
+    envoy: EnvoyAdmin,
+    health: HealthReport,
 ) -> Reconciled:
-    """One round: discover, write this replica's Envoy files, then scale if this replica holds the lease.
+    """One round: report on the last write, discover, write this replica's Envoy files, then scale if
+    this replica holds the lease.
 
     Every replica writes its own files (each Envoy serves from them); scaling decisions come from the
-    leader alone, from the load summed over every replica's Envoy."""
+    leader alone, from the load every replica's status server reports. Refused services are routed to
+    their error answer and never scaled."""
+    if writer.versions:  # written a round ago: Envoy has had ample time to apply it
+        health.envoy_config(envoy, writer.versions)
     services: list[dict] = []
     slices: list[dict] = []
-    secrets: list[dict] = []
     for namespace in environment.model_namespaces:
         services += api.model_services(namespace)
         slices += api.endpoint_slices(namespace)
-        secrets += api.model_secrets(namespace)
+    secrets = [secret for namespace, name in named_secrets(services) if (secret := api.model_secret(namespace, name)) is not None]
     found = discover(services, slices, secrets)
+    health.services(found)
     # Each replica sizes its queues from the service times its own Envoy observes.
-    observed = collector([f"http://127.0.0.1:{settings.admin_port}"])
+    observed = _own_load(envoy)
     writer.write([replace(d.route, latency_ms=observed.get(d.route.cluster_name, Load()).latency_ms) for d in found], settings)
     leader = elector.try_acquire_or_renew()
     if leader:
-        scaler.deployments = {d.route.name: (d.route.namespace, d.deployment) for d in found}
+        served = [d for d in found if not d.route.problems]
+        scaler.deployments = {d.route.name: (d.route.namespace, d.deployment) for d in served}
         peers = api.router_peer_addresses(environment.namespace, environment.router_service)
-        plane.set_services([ManagedService(d.route.name, d.route.cluster_name, d.autoscale) for d in found])
-        plane.admin_urls = [f"http://{address}:{settings.admin_port}" for address in peers]
+        plane.set_services([ManagedService(d.route.name, d.route.cluster_name, d.autoscale) for d in served])
+        plane.load_urls = [f"http://{address}:{environment.metrics_port}{LOAD_PATH}" for address in peers]
         plane.tick()
     return Reconciled(found, leader)
+
+
+def _own_load(envoy: EnvoyAdmin) -> dict[str, Load]:
+    """This replica's Envoy's load; none observed while it does not answer (queues keep their default size)."""
+    try:
+        return envoy.load()
+    except (OSError, ValueError):
+        return {}
 
 
 def main(environment: RouterEnvironment) -> NoReturn:
     from kubernetes import client, config
 
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     config.load_incluster_config()
     api = KubernetesClusterApi(client.CoreV1Api(), client.DiscoveryV1Api())
     settings = environment.router_settings()
@@ -135,7 +169,12 @@ def main(environment: RouterEnvironment) -> NoReturn:
     elector = LeaderElector(socket.gethostname(), leases, time.time)
     scaler = KubernetesScaler(client.AppsV1Api(), {})
     plane = ControlPlane([], scaler, [])
-    start_http_server(environment.metrics_port, registry=plane.registry)
+    envoy = LocalEnvoy(settings.admin_port)
+    health = HealthReport(plane.registry)
+    StatusServer((STATUS_HOST, environment.metrics_port), plane.registry, envoy, writer).start()
     while True:
-        reconcile_once(api, writer, elector, plane, scaler, settings, environment)
+        try:
+            reconcile_once(api, writer, elector, plane, scaler, settings, environment, envoy, health)
+        except Exception:  # an API-server blip or a bug in one round must not take the status server down with it
+            log.exception("reconcile round failed; Envoy keeps serving its last config and the next round retries")
         time.sleep(RECONCILE_SECONDS)

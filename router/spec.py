@@ -1,11 +1,21 @@
-"""What the router needs to know about each model service: the contract between discovery and Envoy config."""
+"""What the router needs to know about each model service: the contract between discovery and Envoy config.
+
+A service's values reach files that every service shares (one listener, one route table, one cluster
+file), and Envoy rejects a whole file for one bad entry. `refuse_unsafe` is the gate in front of them:
+a route whose values Envoy would reject, that could be served unauthenticated by mistake, or that
+shares its name or cluster with another route is *refused*: it keeps only a route answering a JSON
+error that names its problems, and no cluster, so the other services keep serving.
+"""
 
 from __future__ import annotations
 
+import ipaddress
 import math
-from dataclasses import dataclass
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal
 
 DEFAULT_MAX_REQUEST_BYTES = 100 * 1024 * 1024  # azureml-fe's 100 MB payload cap
 HEALTH_PATH = "/"
@@ -14,6 +24,27 @@ DEFAULT_SCORING_TIMEOUT_MS = 60_000
 DEFAULT_MAX_CONCURRENT = 1
 DEFAULT_MAX_QUEUE_WAIT_MS = 500
 SERVICE_PREFIX = "/api/v1/service/"
+# Envoy's admin API can stop Envoy, fail its health checks and turn on debug logging, without any
+# authentication: it answers on loopback only, in every mode. What peers need is served read-only by
+# the control plane (router/status.py).
+ADMIN_HOST = "127.0.0.1"
+
+AUTH_MODES = ("key", "token", "none")
+# Every v1 number is bounded by int32 (contract.limits.INT32_MAX; a test keeps the two equal); Envoy
+# accepts each of these values as a duration in milliseconds and as a uint32 threshold.
+INT32_MAX = 2**31 - 1
+UINT32_MAX = 2**32 - 1  # Envoy's circuit-breaker thresholds (max_pending_requests) are uint32
+MAX_KEYS = 2  # primary and secondary
+# v1's service-name rule (contract.v1_files.check_service_name): the name is a URL segment and part of a cluster name.
+_SERVICE_NAME = re.compile(r"[a-z][-a-z0-9]{1,30}[a-z0-9]")
+_NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")  # a Kubernetes namespace (DNS label)
+# Inclusive bounds of each whole-number setting: v1 allows 1..int32 and so does Envoy. A route timeout
+# of 0 would mean "no timeout", and 0 requests per replica would let none through.
+WHOLE_NUMBER_BOUNDS = {
+    "scoring_timeout_ms": (1, INT32_MAX),
+    "max_concurrent": (1, INT32_MAX),
+    "max_queue_wait_ms": (1, INT32_MAX),
+}
 
 
 @dataclass(frozen=True, order=True)
@@ -33,7 +64,9 @@ class ServiceRoute:
 
     name: str
     namespace: str = "models"
-    auth: Literal["key", "token", "none"] = "key"
+    # key | token | none. Any other value (discovery hands on what the annotation says) is refused:
+    # its route answers 403 to every request.
+    auth: str = "key"
     keys: tuple[str, ...] = ()  # primary, secondary: both accepted (rotation)
     scoring_timeout_ms: int = DEFAULT_SCORING_TIMEOUT_MS
     max_concurrent: int = DEFAULT_MAX_CONCURRENT  # maxConcurrentRequestsPerContainer, enforced per replica
@@ -41,6 +74,9 @@ class ServiceRoute:
     endpoints: tuple[Endpoint, ...] = ()
     # Observed service time; sizes the queue so a queued request waits about max_queue_wait_ms at most.
     latency_ms: float | None = None
+    # Why the router refuses this service (set by `refuse_unsafe`, or by discovery for annotations it
+    # cannot read): rendered as a JSON error naming them, with no cluster. Empty: the service is served.
+    problems: tuple[str, ...] = ()
 
     @property
     def cluster_name(self) -> str:
@@ -62,8 +98,91 @@ class ServiceRoute:
         """
         slots = max(1, len(self.endpoints)) * self.max_concurrent
         latency = self.latency_ms if self.latency_ms and self.latency_ms > 0 else float(self.max_queue_wait_ms)
-        # At least one: Envoy also counts a request as pending while it opens a replica connection.
-        return max(1, math.floor(slots * self.max_queue_wait_ms / latency))
+        # At least one: Envoy also counts a request as pending while it opens a replica connection;
+        # at most what Envoy's uint32 threshold holds, however short the observed service time.
+        return min(UINT32_MAX, max(1, math.floor(slots * self.max_queue_wait_ms / latency)))
+
+
+def is_service_name(name: str) -> bool:
+    """Whether `name` can be a URL segment /api/v1/service/<name>/ (v1's service-name rule)."""
+    return bool(_SERVICE_NAME.fullmatch(name))
+
+
+def route_problems(route: ServiceRoute, names: Mapping[str, str] | None = None) -> list[str]:
+    """Why the router must refuse `route` on its own: values Envoy would reject (and with them the
+    shared file), values that would serve it unauthenticated or without bounds. [] when it is safe.
+
+    Each message names the setting and its value; `names` maps a field to what a user wrote instead
+    (discovery passes its annotation names), else the field's name is used."""
+    names = names or {}
+
+    def setting(field: str, value: object) -> str:
+        return f"{names.get(field, field)}={shown(value)}"
+
+    problems = []
+    if route.auth not in AUTH_MODES:
+        problems.append(f"{setting('auth', route.auth)} is not one of {', '.join(AUTH_MODES)} (exactly, lower case)")
+    if not is_service_name(route.name):
+        problems.append(f"{setting('name', route.name)} is not a service name (3-32 lower-case letters, digits and dashes; a letter first, no dash last)")
+    if not _NAMESPACE.fullmatch(route.namespace):
+        problems.append(f"{setting('namespace', route.namespace)} is not a Kubernetes namespace name")
+    for field, (low, high) in WHOLE_NUMBER_BOUNDS.items():
+        value = getattr(route, field)
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            problems.append(f"{setting(field, value)} must be a whole number from {low} to {high}")
+    for endpoint in route.endpoints:
+        if not _is_ip_address(endpoint.host) or not 1 <= endpoint.port <= 65535:
+            problems.append(f"{setting('endpoints', str(endpoint))} is not an IP address and port")
+    problems += _key_problems(route.keys, names.get("keys", "keys"))
+    return problems
+
+
+def refuse_unsafe(routes: Iterable[ServiceRoute]) -> list[ServiceRoute]:
+    """Every route, in the order given, refused (its `problems` set) when it must not reach Envoy:
+    its own values (`route_problems`; a route refused already keeps its reasons), or a service name
+    or cluster it shares with another route. Envoy rejects a duplicate cluster, and a shared name
+    would hand one service's traffic to another, so every route involved is refused."""
+    routes = list(routes)
+    by_name: dict[str, list[str]] = defaultdict(list)
+    by_cluster: dict[str, list[str]] = defaultdict(list)
+    for route in routes:
+        by_name[route.name].append(route.namespace)
+        by_cluster[route.cluster_name].append(f"{route.namespace}/{route.name}")
+    checked = []
+    for route in routes:
+        problems = list(route.problems) or route_problems(route)
+        if len(by_name[route.name]) > 1:
+            problems.append(f"service name {route.name!r} is claimed by {len(by_name[route.name])} services (namespaces {', '.join(sorted(set(by_name[route.name])))})")
+        elif len(by_cluster[route.cluster_name]) > 1:
+            problems.append(f"cluster {route.cluster_name!r} would serve {' and '.join(sorted(by_cluster[route.cluster_name]))}")
+        checked.append(replace(route, problems=tuple(dict.fromkeys(problems))))  # idempotent: no message twice
+    return checked
+
+
+def _key_problems(keys: tuple[str, ...], setting: str) -> list[str]:
+    """Never the keys themselves in a message: it reaches logs and response bodies."""
+    problems = []
+    if len(keys) > MAX_KEYS:
+        problems.append(f"{setting}: {len(keys)} keys, at most {MAX_KEYS} (primary, secondary)")
+    if len(set(keys)) < len(keys):
+        problems.append(f"{setting}: the primary and secondary key are the same (Envoy rejects duplicate keys)")
+    if not all(key and key.isprintable() for key in keys):
+        problems.append(f"{setting}: a key is empty or holds characters a header cannot carry")
+    return problems
+
+
+def _is_ip_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def shown(value: object, limit: int = 80) -> str:
+    """A value as a message shows it: quoted, and cut short (an annotation may hold 256 KiB)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 @dataclass(frozen=True)
@@ -88,11 +207,15 @@ class TlsSettings:
 class RouterSettings:
     config_dir: Path
     listen_port: int
-    admin_port: int
+    admin_port: int  # on ADMIN_HOST
     listen_host: str = "127.0.0.1"
-    admin_host: str = "127.0.0.1"
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     jwt: JwtSettings | None = None
     tls: TlsSettings | None = None
     access_log_path: str = "/dev/stdout"
     node_id: str = "aks-inference-router"
+
+    @property
+    def admin_host(self) -> str:
+        """Loopback, always: not a field, so no setting can expose Envoy's admin API."""
+        return ADMIN_HOST

@@ -11,11 +11,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from local.envoy_process import EnvoyProcess
 from local.net import LOOPBACK, free_port
 from router.envoy_files import ConfigWriter
 from router.spec import Endpoint, RouterSettings, ServiceRoute
+from router.status import LocalEnvoy, StatusServer
 
 
 @dataclass
@@ -151,6 +153,21 @@ def envoy_router(tmp_path):
     yield start
     for router in started:
         router.envoy.stop()
+
+
+@pytest.fixture
+def router_status():
+    """`start(router)`: the control plane's status server (/metrics, /load, /ready) for a running router, on 127.0.0.1."""
+    started: list[StatusServer] = []
+
+    def start(router: RunningRouter) -> StatusServer:
+        server = StatusServer((LOOPBACK, 0), CollectorRegistry(), LocalEnvoy(router.settings.admin_port), router.writer).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
 
 
 def with_endpoints(route: ServiceRoute, *models: FakeModel) -> ServiceRoute:

@@ -1,9 +1,13 @@
-"""The Envoy data plane with azureml-fe semantics, driven for real on 127.0.0.1."""
+"""The Envoy data plane with azureml-fe semantics, driven for real on 127.0.0.1: routing, auth, limits, request ids,\nservices refused instead of rejected, and readiness that follows what Envoy accepted."""
 
 from __future__ import annotations
 
+import base64
 import copy
+import http.client
 import json
+import re
+import shutil
 import socket
 import ssl
 import threading
@@ -19,6 +23,18 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from local.net import free_port
+from router.autoscaler import AutoscaleSettings
+from router.discovery import (
+    AUTH,
+    AUTOSCALE,
+    KEYS_SECRET,
+    MAX_CONCURRENT,
+    MODEL_SERVICE_LABEL,
+    SCORING_TIMEOUT_MS,
+    SERVICE_NAME_LABEL,
+    annotations_for,
+    discover,
+)
 from router.envoy_config import render_dynamic
 from router.envoy_files import InvalidConfig, validate_config
 from router.spec import Endpoint, JwtSettings, RouterSettings, ServiceRoute, TlsSettings
@@ -385,3 +401,173 @@ def test_certificate_files_replaced_in_place_rotate_without_restart(envoy_router
     while serial() != second and time.monotonic() < deadline:
         time.sleep(0.2)
     assert serial() == second
+
+
+UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+CLIENT_UUID = "3f1c2a9e-1111-4222-8333-444455556666"
+
+
+def _post_with_request_id(router, request_id: bytes) -> tuple[int, str | None]:
+    """http.client sends what httpx would refuse (tabs, control characters, raw bytes)."""
+    connection = http.client.HTTPConnection("127.0.0.1", router.settings.listen_port, timeout=10)
+    try:
+        connection.putrequest("POST", "/api/v1/service/alpha/score")
+        connection.putheader("x-request-id", request_id)
+        connection.putheader("Content-Length", "2")
+        connection.endheaders(b"{}")
+        response = connection.getresponse()
+        response.read()
+        return response.status, response.getheader("x-request-id")
+    finally:
+        connection.close()
+
+
+def _wait_for_log(router, request_ids: set[str]) -> list[dict]:
+    deadline = time.monotonic() + 5  # Envoy flushes the file access log every 500 ms
+    while not request_ids <= {e["request_id"] for e in router.access_log()} and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return router.access_log()
+
+
+def test_a_client_request_id_is_kept_only_when_it_is_a_uuid(envoy_router, fake_model):
+    """v1 clients correlate with the UUID they send: it is kept byte for byte. Anything else is replaced by a
+    fresh UUID before Envoy's filters, its access log and the model see it; control characters never pass the codec,
+    and a request Envoy refuses before its filters logs at most 36 characters of it."""
+    model = fake_model()
+    router = envoy_router([with_endpoints(ServiceRoute("alpha", auth="none"), model)])
+    sent = {
+        "uuid": CLIENT_UUID.encode(),
+        "upper-case uuid": CLIENT_UUID.upper().encode(),
+        "not a uuid": b"order-42",
+        "too long": CLIENT_UUID.encode() + b"0" * 4000,
+        "tab inside": CLIENT_UUID.encode() + b"\tforged=1",
+        "two ids": f"{CLIENT_UUID},{CLIENT_UUID}".encode(),
+        "not ascii": "über-id".encode(),
+        "log injection": b'x", "status": 200, "forged": "1',
+    }
+    answered = {}
+    for case, value in sent.items():
+        status, request_id = _post_with_request_id(router, value)
+        upstream = {k.lower(): v for k, v in model.requests[-1]["headers"].items()}["x-request-id"]
+        assert status == 200 and upstream == request_id, case  # the model sees what the caller gets back
+        answered[case] = request_id
+    assert answered["uuid"] == CLIENT_UUID and answered["upper-case uuid"] == CLIENT_UUID.upper()
+    replaced = [answered[case] for case in sent if "uuid" not in case]
+    assert all(UUID.fullmatch(request_id) for request_id in replaced) and len(set(replaced)) == len(replaced)
+
+    model_requests = len(model.requests)
+    status, _ = _post_with_request_id(router, CLIENT_UUID.encode() + b"\x01")
+    assert status == 400 and len(model.requests) == model_requests  # refused by Envoy's codec, before any filter
+    # Refused by Envoy before its filters run (no Host header): the id as sent, but never more than 36 characters logged.
+    with socket.create_connection(("127.0.0.1", router.settings.listen_port), timeout=5) as raw:
+        raw.sendall(b"GET / HTTP/1.1\r\nx-request-id: no-host-" + b"x" * 4000 + b"\r\n\r\n")
+        assert raw.recv(65536).startswith(b"HTTP/1.1 400")
+
+    logged = {e["request_id"] for e in _wait_for_log(router, {*answered.values(), "no-host-" + "x" * 28})}
+    assert set(answered.values()) <= logged and "no-host-" + "x" * 28 in logged
+    assert not any(isinstance(e, str) and ("order-42" in e or "forged" in e or "über" in e or len(e) > 36) for e in logged)
+
+
+def _model_service(name: str, namespace: str, annotations: dict[str, str], address: str, port: int, address_type: str = "IPv4") -> tuple[dict, dict]:
+    """A labelled model Service with `annotations` over the defaults, and its EndpointSlice (one ready replica)."""
+    defaults = annotations_for(ServiceRoute(name, namespace, auth="none"), deployment=name, autoscale=AutoscaleSettings(), keys_secret=None)
+    service = {"metadata": {"name": f"{name}-svc", "namespace": namespace, "labels": {MODEL_SERVICE_LABEL: "true"}, "annotations": {**defaults, **annotations}}}
+    endpoint_slice = {
+        "metadata": {"name": f"{name}-svc-x", "namespace": namespace, "labels": {SERVICE_NAME_LABEL: f"{name}-svc"}},
+        "addressType": address_type,
+        "ports": [{"name": "http", "port": port}],
+        "endpoints": [{"addresses": [address], "conditions": {"ready": True}}],
+    }
+    return service, endpoint_slice
+
+
+def test_services_envoy_would_reject_are_refused_and_the_others_keep_serving(envoy_router, fake_model):
+    """Each of these made Envoy reject a shared file (and with it every service's update) or crashed discovery;
+    now each answers a JSON 503 naming its problem, Envoy rejects nothing, and alpha serves."""
+    model = fake_model()
+    port = model.port
+    same_key = base64.b64encode(PRIMARY.encode()).decode()
+    objects = [
+        _model_service("alpha", "models", {}, "127.0.0.1", port),
+        _model_service("huge", "models", {MAX_CONCURRENT: str(2**32)}, "127.0.0.1", port),  # over Envoy's uint32
+        _model_service("forever", "models", {SCORING_TIMEOUT_MS: "10000000000000"}, "127.0.0.1", port),  # not a duration
+        _model_service("garbled", "models", {AUTOSCALE: "{"}, "127.0.0.1", port),  # crashed discover()
+        _model_service("named", "models", {}, "model.example", port, address_type="FQDN"),  # a STATIC cluster needs an IP
+        _model_service("twins", "models", {AUTH: "key", KEYS_SECRET: "twins-keys"}, "127.0.0.1", port),  # duplicate keys
+        _model_service("cde", "a-b", {}, "127.0.0.1", port),  # model-a-b-cde ...
+        _model_service("b-cde", "a", {}, "127.0.0.1", port),  # ... twice
+    ]
+    secret = {"metadata": {"name": "twins-keys", "namespace": "models"}, "data": {"primaryKey": same_key, "secondaryKey": same_key}}
+    found = discover([s for s, _ in objects], [e for _, e in objects], [secret])
+    routes = [d.route for d in found]
+    router = envoy_router(routes)
+    validate_config(render_dynamic(routes, router.settings), router.settings)
+    assert score(router, "alpha").status_code == 200 and len(model.requests) == 1
+    expected = {
+        "huge": "aks-inference/max-concurrent=4294967296 must be a whole number from 1 to 2147483647",
+        "forever": "aks-inference/scoring-timeout-ms=10000000000000 must be a whole number from 1 to 2147483647",
+        "garbled": "aks-inference/autoscale='{' is not JSON",
+        "named": "EndpointSlice port 'http'='model.example:",
+        "twins": "aks-inference/keys-secret: the primary and secondary key are the same",
+        "cde": "cluster 'model-a-b-cde' would serve a-b/cde and a/b-cde",
+        "b-cde": "cluster 'model-a-b-cde' would serve a-b/cde and a/b-cde",
+    }
+    for name, problem in expected.items():
+        refused = score(router, name, PRIMARY)
+        assert refused.status_code == 503 and problem in refused.json()["error"], (name, refused.text)
+        assert refused.json()["error"].startswith("This service's settings are invalid, so the router does not serve it: ")
+    assert len(model.requests) == 1  # no refused service reached the model
+    rejected = router.envoy.stats(r"update_rejected$")
+    assert rejected and not any(rejected.values()), rejected
+
+
+def test_an_invalid_auth_setting_refuses_every_request(envoy_router, fake_model):
+    """`aks-inference/auth: Key` (any value but exactly key, token or none) used to render an open route."""
+    model = fake_model()
+    service, endpoint_slice = _model_service("alpha", "models", {AUTH: "Key", KEYS_SECRET: "alpha-keys"}, "127.0.0.1", model.port)
+    secret = {"metadata": {"name": "alpha-keys", "namespace": "models"}, "stringData": {"primaryKey": PRIMARY}}
+    router = envoy_router([d.route for d in discover([service], [endpoint_slice], [secret])])
+    for key in (None, PRIMARY, "x" * 32):
+        refused = score(router, "alpha", key)
+        assert refused.status_code == 403, refused.text
+        assert refused.json()["error"] == (
+            "This service's auth setting is invalid, so the router refuses every request: "
+            "aks-inference/auth='Key' is not one of key, token, none (exactly, lower case)"
+        )
+    assert model.requests == []
+
+
+def test_readiness_follows_what_envoy_accepted_and_the_status_server_reaches_no_admin_endpoint(envoy_router, router_status, fake_model, tmp_path):
+    """A mounted TLS Secret with a broken certificate: Envoy rejects the new SDS file and keeps the old
+    certificate; the replica turns unready, naming the file, until a good one is written."""
+    cert, key, _ = self_signed(tmp_path, "good")
+    router = envoy_router([with_endpoints(ServiceRoute("alpha", auth="none"), fake_model())], tls=TlsSettings(str(cert), str(key)))
+    status = router_status(router)
+    base = f"http://127.0.0.1:{status.port}"
+
+    def ready_after_write(wanted: int) -> httpx.Response:
+        deadline = time.monotonic() + 5
+        while (response := httpx.get(f"{base}/ready")).status_code != wanted and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return response
+
+    assert ready_after_write(200).json() == {"ready": True}
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "tls.crt").write_text("-----BEGIN CERTIFICATE-----\nbroken\n-----END CERTIFICATE-----\n")
+    shutil.copy(key, broken / "tls.key")
+    router.settings = replace(router.settings, tls=TlsSettings(str(broken / "tls.crt"), str(broken / "tls.key")))
+    assert router.update(router.routes) == ["sds-tls.yaml"]
+    unready = ready_after_write(503)
+    assert unready.status_code == 503 and unready.json()["reasons"][0].startswith("Envoy rejected sds-tls.yaml (it serves version ")
+    assert httpx.post(f"{router.url}/api/v1/service/alpha/score", content=b"{}", verify=False).status_code == 200  # old certificate
+
+    # What peers and probes reach is read-only and never Envoy's admin API.
+    assert httpx.post(f"{base}/quitquitquit").status_code == 405
+    assert httpx.post(f"{base}/healthcheck/fail").status_code == 405
+    assert httpx.get(f"{base}/quitquitquit").status_code == 404 and httpx.get(f"{base}/stats").status_code == 404
+    assert router.envoy.process.poll() is None
+
+    router.settings = replace(router.settings, tls=TlsSettings(str(cert), str(key)))
+    router.update(router.routes)
+    assert ready_after_write(200).status_code == 200

@@ -1,4 +1,8 @@
-"""Load is summed over router replicas: two real Envoys in front of one slow model on 127.0.0.1."""
+"""Load is summed over router replicas: two real Envoys in front of one slow model on 127.0.0.1, each
+replica's gauges read from its status server's /load (Envoy's admin API answers on loopback only)."""
+
+import threading
+import time
 
 import httpx
 
@@ -8,13 +12,11 @@ from router.spec import ServiceRoute
 from tests.fixtures_router import with_endpoints
 
 
-def test_metrics_are_summed_over_router_replicas(envoy_router, fake_model):
-    import threading
-    import time
-
+def test_metrics_are_summed_over_router_replicas_from_their_status_servers(envoy_router, router_status, fake_model):
     slow = fake_model(delay=1.5)
     route = with_endpoints(ServiceRoute("alpha", auth="none", max_queue_wait_ms=5000, latency_ms=1000), slow)
     first, second = envoy_router([route]), envoy_router([route])
+    load_urls = [f"http://127.0.0.1:{router_status(router).port}/load" for router in (first, second)]
     threads = [
         threading.Thread(target=lambda url=router.url: httpx.post(f"{url}/api/v1/service/alpha/score", content=b"{}", timeout=10))
         for router in (first, second, second)
@@ -22,8 +24,8 @@ def test_metrics_are_summed_over_router_replicas(envoy_router, fake_model):
     for thread in threads:
         thread.start()
     time.sleep(0.5)
-    dead = f"http://127.0.0.1:{free_port()}"  # a router replica that is down is skipped
-    load = collect([f"http://127.0.0.1:{first.settings.admin_port}", f"http://127.0.0.1:{second.settings.admin_port}", dead])
+    dead = f"http://127.0.0.1:{free_port()}/load"  # a router replica that is down is skipped
+    load = collect([*load_urls, dead])
     for thread in threads:
         thread.join()
     alpha = load["model-models-alpha"]

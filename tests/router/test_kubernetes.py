@@ -1,24 +1,30 @@
-"""One round of the in-cluster loop, driven with fakes: a fake API server, a real ConfigWriter on disk,
-a real LeaderElector over a fake Lease store, a real ControlPlane and KubernetesScaler over a fake apps API."""
+"""One round of the in-cluster loop, driven with fakes: a fake API server and Envoy admin API, a real
+ConfigWriter on disk, a real LeaderElector over a fake Lease store, a real ControlPlane and
+KubernetesScaler over a fake apps API, and the real HealthReport on the plane's registry."""
 
 from __future__ import annotations
 
 import base64
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import yaml
+from prometheus_client import generate_latest
 
 from router.actuators import KubernetesScaler
 from router.autoscaler import AutoscaleSettings
 from router.controlplane import ControlPlane
 from router.discovery import (
+    KEYS_SECRET,
+    MAX_CONCURRENT,
     MODEL_SERVICE_LABEL,
     SERVICE_NAME_LABEL,
     annotations_for,
     discover,
+    named_secrets,
 )
 from router.environment import RouterEnvironment
 from router.envoy_files import ConfigWriter
@@ -26,12 +32,15 @@ from router.kubernetes import KubernetesClusterApi, Reconciled, reconcile_once
 from router.leader import LeaderElector, Lease
 from router.metrics import Load
 from router.spec import Endpoint, RouterSettings, ServiceRoute
+from router.status import HealthReport, Subscription
 from tests.router.test_leader import FakeLeases
 
 NOW = 1000.0
 ADMIN_PORT = 9901
+METRICS_PORT = 9090
 ENVIRONMENT = RouterEnvironment(
-    model_namespaces=("models", "vision"), namespace="aks-inference", router_service="aks-inference-router", admin_port=ADMIN_PORT
+    model_namespaces=("models", "vision"), namespace="aks-inference", router_service="aks-inference-router",
+    admin_port=ADMIN_PORT, metrics_port=METRICS_PORT,
 )
 AUTOSCALE = AutoscaleSettings(min_replicas=2, max_replicas=5, max_concurrent=2, fixed_replicas=2)
 PRIMARY_KEY = "p" * 32
@@ -66,15 +75,16 @@ class FakeCluster:
     def __init__(self):
         self.services: dict[str, list[dict]] = {}
         self.slices: dict[str, list[dict]] = {}
-        self.secrets: dict[str, list[dict]] = {}
+        self.secrets: dict[tuple[str, str], dict] = {}
         self.peers: dict[tuple[str, str], list[str]] = {}
         self.reads: list[tuple[str, ...]] = []
 
-    def add_model(self, name: str, namespace: str, address: str) -> None:
+    def add_model(self, name: str, namespace: str, address: str, **annotations: str) -> None:
         service, endpoint_slice = model_objects(name, namespace, address)
+        service["metadata"]["annotations"].update(annotations)
         self.services.setdefault(namespace, []).append(service)
         self.slices.setdefault(namespace, []).append(endpoint_slice)
-        self.secrets.setdefault(namespace, []).append(keys_secret(name, namespace))
+        self.secrets[(namespace, f"{name}-keys")] = keys_secret(name, namespace)
 
     def remove_model(self, name: str, namespace: str) -> None:
         self.services[namespace] = [s for s in self.services[namespace] if s["metadata"]["name"] != f"{name}-svc"]
@@ -88,9 +98,9 @@ class FakeCluster:
         self.reads.append(("slices", namespace))
         return self.slices.get(namespace, [])
 
-    def model_secrets(self, namespace: str) -> list[dict]:
-        self.reads.append(("secrets", namespace))
-        return self.secrets.get(namespace, [])
+    def model_secret(self, namespace: str, name: str) -> dict | None:
+        self.reads.append(("secret", namespace, name))
+        return self.secrets.get((namespace, name))
 
     def router_peer_addresses(self, namespace: str, router_service: str) -> list[str]:
         self.reads.append(("peers", namespace, router_service))
@@ -113,43 +123,67 @@ class FakeApps:
 
 
 @dataclass
+class FakeEnvoy:
+    """EnvoyAdmin: this replica's Envoy reports `own_load`, and serves what was written unless `rejecting`."""
+
+    writer: ConfigWriter
+    own_load: dict[str, Load] = field(default_factory=dict)
+    rejecting: set[str] = field(default_factory=set)
+    load_reads: int = 0
+
+    def ready(self) -> bool:
+        return True
+
+    def load(self) -> dict[str, Load]:
+        self.load_reads += 1
+        return self.own_load
+
+    def subscriptions(self) -> dict[str, Subscription]:
+        return {
+            file: Subscription("previous", 1) if file in self.rejecting else Subscription(version, 0)
+            for file, version in self.writer.versions.items()
+        }
+
+
+@dataclass
 class RouterReplica:
-    """One router replica's control plane; `own_envoy` is what its Envoy's admin endpoint reports."""
+    """One router replica's control plane, with its Envoy's admin API faked."""
 
     config_dir: Path
     leases: FakeLeases
     api: FakeCluster = field(default_factory=FakeCluster)
     apps: FakeApps = field(default_factory=FakeApps)
-    own_envoy: dict[str, Load] = field(default_factory=dict)
-    own_envoy_reads: list[list[str]] = field(default_factory=list)
     plane_reads: list[list[str]] = field(default_factory=list)
 
     def __post_init__(self):
         self.settings = RouterSettings(config_dir=self.config_dir, listen_port=8080, admin_port=ADMIN_PORT)
         self.writer = ConfigWriter(self.config_dir)
+        self.envoy = FakeEnvoy(self.writer)
         self.elector = LeaderElector("router-a", self.leases, lambda: NOW)
         self.scaler = KubernetesScaler(self.apps, {})
-        self.plane = ControlPlane([], self.scaler, [], clock=lambda: NOW, collector=self._every_envoy)
+        self.plane = ControlPlane([], self.scaler, [], clock=lambda: NOW, collector=self._every_replica)
+        self.health = HealthReport(self.plane.registry)
 
-    def _own_envoy(self, admin_urls: list[str]) -> dict[str, Load]:
-        self.own_envoy_reads.append(admin_urls)
-        return self.own_envoy
-
-    def _every_envoy(self, admin_urls: list[str]) -> dict[str, Load]:
-        self.plane_reads.append(admin_urls)
+    def _every_replica(self, load_urls: list[str]) -> dict[str, Load]:
+        self.plane_reads.append(load_urls)
         return {}
 
     def reconcile(self) -> Reconciled:
         return reconcile_once(
-            self.api, self.writer, self.elector, self.plane, self.scaler, self.settings, ENVIRONMENT, collector=self._own_envoy
+            self.api, self.writer, self.elector, self.plane, self.scaler, self.settings, ENVIRONMENT, self.envoy, self.health
         )
+
+    def metrics(self) -> str:
+        return generate_latest(self.plane.registry).decode()
 
     def clusters(self) -> dict[str, dict]:
         return {c["name"]: c for c in yaml.safe_load((self.config_dir / "cds.yaml").read_text())["resources"]}
 
+    def routes(self) -> dict[str, dict]:
+        return {r["name"]: r for r in yaml.safe_load((self.config_dir / "rds.yaml").read_text())["resources"][0]["virtual_hosts"][0]["routes"]}
+
     def routed_clusters(self) -> set[str]:
-        routes = yaml.safe_load((self.config_dir / "rds.yaml").read_text())["resources"][0]["virtual_hosts"][0]["routes"]
-        return {r["route"]["cluster"] for r in routes if "route" in r}
+        return {r["route"]["cluster"] for r in self.routes().values() if "route" in r}
 
 
 def endpoints(cluster: dict) -> list[str]:
@@ -181,8 +215,8 @@ def test_discovered_services_of_every_model_namespace_are_written_for_envoy(foll
     result = follower.reconcile()
     assert [d.route.cluster_name for d in result.services] == ["model-models-diabetes", "model-vision-digits"]
     assert follower.api.reads == [
-        ("services", "models"), ("slices", "models"), ("secrets", "models"),
-        ("services", "vision"), ("slices", "vision"), ("secrets", "vision"),
+        ("services", "models"), ("slices", "models"), ("services", "vision"), ("slices", "vision"),
+        ("secret", "models", "diabetes-keys"), ("secret", "vision", "digits-keys"),  # by name: never a list of Secrets
     ]
     clusters = follower.clusters()
     assert endpoints(clusters["model-models-diabetes"]) == ["10.244.1.7:5001"]
@@ -196,11 +230,11 @@ def test_service_time_seen_by_this_replicas_envoy_sizes_the_queue(follower):
     follower.reconcile()
     # Nothing observed yet: scoring time assumed to be the queue wait, one queued request per slot (1 replica x 2).
     assert queue_capacity(follower.clusters()["model-models-diabetes"]) == 2
-    follower.own_envoy = {"model-models-diabetes": Load(latency_ms=200.0)}
+    follower.envoy.own_load = {"model-models-diabetes": Load(latency_ms=200.0)}
     follower.reconcile()
     # 2 slots, 200 ms per request, 800 ms allowed in the queue: 2 * 800 / 200.
     assert queue_capacity(follower.clusters()["model-models-diabetes"]) == 8
-    assert follower.own_envoy_reads == [[f"http://127.0.0.1:{ADMIN_PORT}"]] * 2  # its own Envoy only, not the peers'
+    assert follower.envoy.load_reads == 2 and follower.plane_reads == []  # its own Envoy only, not the peers'
 
 
 def test_the_leader_scales_the_discovered_deployments_from_every_peers_load(leader):
@@ -209,7 +243,8 @@ def test_the_leader_scales_the_discovered_deployments_from_every_peers_load(lead
     assert leader.reconcile().leader is True
     assert leader.scaler.deployments == {"diabetes": ("models", "diabetes-deploy")}
     assert [s.cluster for s in leader.plane.services] == ["model-models-diabetes"]
-    assert leader.plane_reads == [[f"http://10.0.0.1:{ADMIN_PORT}", f"http://10.0.0.2:{ADMIN_PORT}"]]
+    # Peers' load from their status servers, never from their Envoy admin API (which answers on loopback only).
+    assert leader.plane_reads == [[f"http://10.0.0.1:{METRICS_PORT}/load", f"http://10.0.0.2:{METRICS_PORT}/load"]]
     assert leader.apps.reads == [("models", "diabetes-deploy")]
     # 1 replica running, no load: the autoscaler's minimum of 2 is applied to the discovered Deployment.
     assert leader.apps.patches == [("models", "diabetes-deploy", {"spec": {"replicas": 2}})]
@@ -239,7 +274,67 @@ def test_a_service_that_disappears_leaves_envoys_files_and_the_control_plane(lea
     assert leader.scaler.deployments == {"diabetes": ("models", "diabetes-deploy")}
 
 
-def test_the_real_cluster_api_selects_labelled_objects_and_hands_discovery_the_apis_json_shape():
+def test_secrets_are_read_by_the_names_services_give_and_a_missing_one_fails_closed(follower):
+    """Only the Secrets the model Services name are read (so the Role can grant `get` on exactly those);
+    a Service without the annotation costs no read, and a named Secret that does not exist yet leaves its
+    key service refusing every key."""
+    follower.api.add_model("diabetes", "models", "10.244.1.7")
+    follower.api.add_model("iris", "models", "10.244.1.8", **{KEYS_SECRET: "iris-keys-next"})  # not created yet
+    open_service, open_slice = model_objects("open", "models", "10.244.1.9")
+    del open_service["metadata"]["annotations"][KEYS_SECRET]
+    follower.api.services["models"].append(open_service)
+    follower.api.slices["models"].append(open_slice)
+    follower.api.secrets[("models", "unrelated")] = keys_secret("unrelated", "models")
+    follower.reconcile()
+    secret_reads = [read for read in follower.api.reads if read[0] == "secret"]
+    assert secret_reads == [("secret", "models", "diabetes-keys"), ("secret", "models", "iris-keys-next")]
+    routes = follower.routes()
+    assert [c["key"] for c in routes["diabetes"]["typed_per_filter_config"]["envoy.filters.http.api_key_auth"]["credentials"]] == [PRIMARY_KEY]
+    assert routes["iris"]["typed_per_filter_config"]["envoy.filters.http.api_key_auth"]["credentials"] == []  # no key opens it
+
+
+def test_a_malformed_service_is_refused_logged_once_and_counted_while_the_others_are_served(leader, caplog):
+    leader.api.add_model("diabetes", "models", "10.244.1.7")
+    leader.api.add_model("broken", "models", "10.244.1.8", **{MAX_CONCURRENT: "lots"})
+    leader.api.peers[("aks-inference", "aks-inference-router")] = ["10.0.0.1"]
+    caplog.set_level(logging.INFO, logger="router.status")
+    found = leader.reconcile().services  # never an exception out of the round
+    leader.reconcile()
+    assert [(d.route.name, bool(d.route.problems)) for d in found] == [("broken", True), ("diabetes", False)]
+    assert set(leader.clusters()) == {"model-models-diabetes"}  # the refused service has no cluster...
+    refusal = leader.routes()["broken"]["direct_response"]  # ...only its JSON 503 naming the problem
+    assert refusal["status"] == 503 and "aks-inference/max-concurrent='lots' is not a whole number" in refusal["body"]["inline_string"]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == ["Service models/broken-svc is refused (not routed, not scaled): aks-inference/max-concurrent='lots' is not a whole number"]
+    assert 'aksinf_rejected_services{namespace="models",service="broken-svc"} 1.0' in leader.metrics()
+    assert leader.scaler.deployments == {"diabetes": ("models", "diabetes-deploy")}  # never scaled
+    assert [s.name for s in leader.plane.services] == ["diabetes"]
+
+    leader.api.services["models"][1]["metadata"]["annotations"][MAX_CONCURRENT] = "2"  # fixed
+    leader.reconcile()
+    assert "model-models-broken" in leader.clusters()
+    assert "aksinf_rejected_services{" not in leader.metrics()
+    assert "Service models/broken-svc is no longer refused (served, or gone)" in caplog.text
+
+
+def test_a_config_file_envoy_did_not_apply_is_exported_and_logged_a_round_later(follower, caplog):
+    follower.api.add_model("diabetes", "models", "10.244.1.7")
+    follower.envoy.rejecting = {"cds.yaml"}
+    caplog.set_level(logging.INFO, logger="router.status")
+    follower.reconcile()
+    assert "aksinf_envoy_config_rejected{" not in follower.metrics()  # nothing to judge before a write has had time
+    follower.reconcile()
+    follower.reconcile()
+    assert 'aksinf_envoy_config_rejected{file="cds.yaml"} 1.0' in follower.metrics()
+    assert 'aksinf_envoy_config_rejected{file="rds.yaml"} 0.0' in follower.metrics()
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1 and errors[0].startswith("Envoy rejected cds.yaml (it serves version previous, the file holds ")
+    follower.envoy.rejecting = set()
+    follower.reconcile()
+    assert 'aksinf_envoy_config_rejected{file="cds.yaml"} 0.0' in follower.metrics()
+
+
+def test_the_real_cluster_api_selects_labelled_objects_reads_secrets_by_name_and_hands_discovery_the_apis_json_shape():
     from kubernetes.client import (
         DiscoveryV1EndpointPort,
         V1Endpoint,
@@ -248,10 +343,10 @@ def test_the_real_cluster_api_selects_labelled_objects_and_hands_discovery_the_a
         V1EndpointSliceList,
         V1ObjectMeta,
         V1Secret,
-        V1SecretList,
         V1Service,
         V1ServiceList,
     )
+    from kubernetes.client.exceptions import ApiException
 
     service, _ = model_objects("diabetes", "models", "10.244.1.7")
     calls = []
@@ -265,15 +360,19 @@ def test_the_real_cluster_api_selects_labelled_objects_and_hands_discovery_the_a
         )
 
     class Core:
+        """Has no list_namespaced_secret: the Role grants no `list` on Secrets."""
+
         def list_namespaced_service(self, namespace, label_selector=None):
             calls.append(("services", namespace, label_selector))
             return V1ServiceList(items=[V1Service(metadata=V1ObjectMeta(**service["metadata"]))])
 
-        def list_namespaced_secret(self, namespace, label_selector=None):
-            calls.append(("secrets", namespace, label_selector))
+        def read_namespaced_secret(self, name, namespace):
+            calls.append(("secret", namespace, name))
+            statuses = {"not-created": 404, "not-granted": 403, "api-down": 500}
+            if name in statuses:
+                raise ApiException(status=statuses[name])
             # string_data is stringData in the API's JSON, the only spelling discovery reads
-            secret = V1Secret(metadata=V1ObjectMeta(name="diabetes-keys", namespace=namespace), string_data={"primaryKey": PRIMARY_KEY})
-            return V1SecretList(items=[secret])
+            return V1Secret(metadata=V1ObjectMeta(name=name, namespace=namespace), string_data={"primaryKey": PRIMARY_KEY})
 
     class Discovery:
         def list_namespaced_endpoint_slice(self, namespace, label_selector=None):
@@ -283,12 +382,21 @@ def test_the_real_cluster_api_selects_labelled_objects_and_hands_discovery_the_a
             return V1EndpointSliceList(items=[endpoint_slice("diabetes-svc", "10.244.1.7")])
 
     api = KubernetesClusterApi(Core(), Discovery())
-    found = discover(api.model_services("models"), api.endpoint_slices("models"), api.model_secrets("models"))
+    services = api.model_services("models")
+    assert named_secrets(services) == [("models", "diabetes-keys")]
+    secrets = [api.model_secret(namespace, name) for namespace, name in named_secrets(services)]
+    found = discover(services, api.endpoint_slices("models"), secrets)
     assert [(d.route.name, d.route.endpoints, d.route.keys) for d in found] == [("diabetes", (Endpoint("10.244.1.7", 5001),), (PRIMARY_KEY,))]
+    assert api.model_secret("models", "not-created") is None and api.model_secret("models", "not-granted") is None
+    with pytest.raises(ApiException):
+        api.model_secret("models", "api-down")  # anything else fails the round, which the next one retries
     assert api.router_peer_addresses("aks-inference", "aks-inference-router") == ["10.0.0.1", "10.0.0.2"]
     assert calls == [
         ("services", "models", f"{MODEL_SERVICE_LABEL}=true"),
+        ("secret", "models", "diabetes-keys"),
         ("slices", "models", None),
-        ("secrets", "models", f"{MODEL_SERVICE_LABEL}=true"),
+        ("secret", "models", "not-created"),
+        ("secret", "models", "not-granted"),
+        ("secret", "models", "api-down"),
         ("slices", "aks-inference", f"{SERVICE_NAME_LABEL}=aks-inference-router"),
     ]
