@@ -1,6 +1,7 @@
 """What one model service looks like on the cluster, as plain dicts: labels, pod spec, probes,
-resources, container environment, ServiceAccount and Service metadata, Service, NetworkPolicy and
-PodDisruptionBudget specs.
+resources, container environment, ServiceAccount and Service metadata, Service, NetworkPolicies
+(ingress and egress) and PodDisruptionBudget specs, and the NetworkPolicy peers and egress rules the
+router's policies share (components/router_manifests.py imports them: it depends on this module).
 
 The promise: every function here is pure. The same `ModelService`, `StackConfig` and strings give the
 same dicts, every time; nothing registers a resource, reads a file or imports Pulumi.
@@ -20,7 +21,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from aksinf_runtime import environment as runtime_env
-from components.names import PURPOSE_TAG
+from contract.names import PURPOSE_TAG
 from contract.service import ModelService
 from contract.stack import ACCELERATOR_LABEL, GPU_TAINT, StackConfig, toleration_for
 from contract.v1_files import DeploymentConfig
@@ -43,6 +44,7 @@ MODELDATA_SPOOL_GIB = 1  # the emptyDir's size limit; the collector stops spooli
 WORKLOAD_IDENTITY_USE = "azure.workload.identity/use"
 WORKLOAD_IDENTITY_CLIENT_ID = "azure.workload.identity/client-id"
 TELEMETRY_SECRET_KEY = "instrumentationKey"  # the Application Insights Secret's one data key
+IMDS_CIDR = "169.254.169.254/32"  # Azure's instance metadata service: node credentials, never for pods
 
 
 def selector_labels(service: ModelService) -> dict[str, str]:
@@ -269,27 +271,74 @@ def service_spec(service: ModelService) -> dict:
     return {"type": "ClusterIP", "selector": selector_labels(service), "ports": [{"name": "http", "port": MODEL_PORT, "targetPort": "http"}]}
 
 
-def network_policy_metadata(service: ModelService, config: StackConfig) -> dict:
+def router_pods_peer() -> dict:
+    """Router pods, from any namespace: the one peer allowed to reach a model or a router's status port."""
+    return {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ROUTER_NAMESPACE}},
+        "podSelector": {"matchLabels": {"app.kubernetes.io/name": ROUTER_APP}},
+    }
+
+
+def model_pods_peer(namespace: str) -> dict:
+    """Every model pod of one namespace, by the discovery label each of them carries."""
+    return {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
+        "podSelector": {"matchLabels": {MODEL_SERVICE_LABEL: "true"}},
+    }
+
+
+def dns_egress() -> dict:
+    """Name lookups, to the cluster DNS pods only (CoreDNS keeps the `k8s-app: kube-dns` label on AKS)."""
+    return {
+        "to": [
+            {
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+                "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
+            }
+        ],
+        "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
+    }
+
+
+def https_egress() -> dict:
+    """HTTPS anywhere except the instance metadata service, whose node credentials no pod should reach.
+
+    A NetworkPolicy cannot name hosts, so the endpoints a pod calls (the API server, Entra ID,
+    storage, Application Insights) are allowed as TCP 443 to every address; where the stack sends
+    egress through a firewall, its allowlist narrows them to names.
+    """
+    return {"to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": [IMDS_CIDR]}}], "ports": [{"protocol": "TCP", "port": 443}]}
+
+
+def ingress_policy_metadata(service: ModelService, config: StackConfig) -> dict:
     """Named for what it does, so `kubectl get networkpolicy` explains itself."""
     return object_metadata(f"{workload_name(service.name)}-from-router-only", service, config)
 
 
-def network_policy_spec(service: ModelService) -> dict:
+def ingress_policy_spec(service: ModelService) -> dict:
     """Only router pods, from the router's namespace, on the model port: keys and timeouts cannot be bypassed."""
     return {
         "podSelector": {"matchLabels": selector_labels(service)},
         "policyTypes": ["Ingress"],
-        "ingress": [
-            {
-                "from": [
-                    {
-                        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ROUTER_NAMESPACE}},
-                        "podSelector": {"matchLabels": {"app.kubernetes.io/name": ROUTER_APP}},
-                    }
-                ],
-                "ports": [{"protocol": "TCP", "port": MODEL_PORT}],
-            }
-        ],
+        "ingress": [{"from": [router_pods_peer()], "ports": [{"protocol": "TCP", "port": MODEL_PORT}]}],
+    }
+
+
+def egress_policy_metadata(service: ModelService, config: StackConfig) -> dict:
+    """Named for what it does, like the ingress policy."""
+    return object_metadata(f"{workload_name(service.name)}-restricted-egress", service, config)
+
+
+def egress_policy_spec(service: ModelService, *, calls_azure: bool) -> dict:
+    """DNS, plus HTTPS when the pod calls Azure (`calls_azure`: it uploads model data or sends telemetry).
+
+    Nothing else: a model that runs user code must not reach the router's ports, other models, or
+    the instance metadata service.
+    """
+    return {
+        "podSelector": {"matchLabels": selector_labels(service)},
+        "policyTypes": ["Egress"],
+        "egress": [dns_egress(), *([https_egress()] if calls_azure else [])],
     }
 
 

@@ -12,9 +12,9 @@ from components.cluster import Cluster, ClusterArgs
 from components.egress import egress_allowlist
 from components.firewall import Egress, EgressArgs
 from components.monitoring import Monitoring, MonitoringArgs
-from components.names import Names
 from components.network import Network, NetworkArgs
 from components.registry import Registry, RegistryArgs
+from contract.names import Names
 from contract.service import ModelService
 from contract.stack import StackConfig
 
@@ -98,7 +98,7 @@ class Platform(pulumi.ComponentResource):
             )
             self.router = RouterCluster(
                 f"{name}-router",
-                RouterClusterArgs(config, self.registry_login_server, sorted(self.models.namespaces), list(self.models.namespaces.values())),
+                RouterClusterArgs(config, self.registry_login_server, args.services, list(self.models.namespaces.values())),
                 opts=pulumi.ResourceOptions(parent=self, providers=on_cluster, depends_on=[self.registry]),
             )
         self.register_outputs({"clusterName": self.cluster.cluster.name, "registryLoginServer": self.registry.login_server})

@@ -1,5 +1,6 @@
 """The router on the cluster: Envoy + control plane pods behind a LoadBalancer, least-privilege RBAC,
-its own CPU HPA (models never get one), PDB, TLS from secret config, Azure DNS label.
+NetworkPolicies for its namespace, its own CPU HPA (models never get one), PDB, TLS from secret
+config, Azure DNS label.
 
 This module only registers: the objects' contents are built by the pure functions of
 components/router_manifests.py, and what exists only at deploy time (the image digest, the TLS
@@ -8,6 +9,7 @@ pair as secrets, the LoadBalancer's IP) is passed to them or wrapped here.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
@@ -19,6 +21,7 @@ from components.router_manifests import (
     hpa_spec,
     model_namespace_rules,
     namespace_metadata,
+    network_policies,
     object_metadata,
     own_namespace_rules,
     pdb_spec,
@@ -30,8 +33,10 @@ from components.router_manifests import (
     service_account_subjects,
     service_annotations,
     service_spec,
+    services_by_namespace,
 )
 from components.workloads import BUILD_DIR, content_image, image_ref
+from contract.service import ModelService
 from contract.stack import PROJECT_ROOT, StackConfig
 from router.discovery import ROUTER_APP
 from serving.images import ROUTER_REPOSITORY, router_build_context
@@ -41,8 +46,8 @@ from serving.images import ROUTER_REPOSITORY, router_build_context
 class RouterClusterArgs:
     config: StackConfig
     registry_server: str
-    model_namespaces: list[str]
-    depends_on: list[pulumi.Resource]
+    services: Sequence[ModelService]  # the model services the router discovers, reads the keys of and scales
+    depends_on: list[pulumi.Resource]  # the model namespaces: its Roles live there
 
 
 def _load_balancer_ip(status: k8s.core.v1.outputs.ServiceStatus | None) -> str | None:
@@ -65,14 +70,16 @@ class RouterCluster(pulumi.ComponentResource):
             f"{name}-image", image_ref(args.registry_server, ROUTER_REPOSITORY, tag), context, args.registry_server,
             pulumi.ResourceOptions(parent=self),
         )
+        # The token is mounted by hand, into the control plane only (see router_manifests.pod_spec).
         account = k8s.core.v1.ServiceAccount(
-            f"{name}-sa", metadata=object_metadata(ROUTER_APP), automount_service_account_token=True, opts=in_namespace,
+            f"{name}-sa", metadata=object_metadata(ROUTER_APP), automount_service_account_token=False, opts=in_namespace,
         )
-        for model_namespace in args.model_namespaces:
+        by_namespace = services_by_namespace(args.services)
+        for model_namespace, services in by_namespace.items():
             role = k8s.rbac.v1.Role(
                 f"{name}-models-{model_namespace}",
                 metadata=object_metadata(ROUTER_APP, model_namespace),
-                rules=model_namespace_rules(),
+                rules=model_namespace_rules(services),
                 opts=pulumi.ResourceOptions(parent=self, depends_on=args.depends_on),
             )
             k8s.rbac.v1.RoleBinding(
@@ -96,8 +103,12 @@ class RouterCluster(pulumi.ComponentResource):
                 opts=in_namespace,
             )
 
+        environment = router_environment(config, list(by_namespace))
+        for purpose, policy in network_policies(environment, tls.enabled).items():
+            k8s.networking.v1.NetworkPolicy(f"{name}-{purpose}", metadata=policy["metadata"], spec=policy["spec"], opts=in_namespace)
+
         replicas = router_replicas(config)
-        pod = pod_spec(router_environment(config, args.model_namespaces), tls.enabled, self.image.repo_digest)
+        pod = pod_spec(environment, tls.enabled, self.image.repo_digest)
         self.deployment = k8s.apps.v1.Deployment(
             f"{name}-deployment",
             metadata=object_metadata(ROUTER_APP),

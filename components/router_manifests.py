@@ -1,4 +1,5 @@
-"""The router's Kubernetes objects as plain data: RBAC rules, pod, Deployment, HPA, PDB, Service, base URL.
+"""The router's Kubernetes objects as plain data: RBAC rules, NetworkPolicies, pod, Deployment, HPA, PDB,
+Service, base URL.
 
 The promise: every function here is pure. The same `StackConfig`, `RouterEnvironment` and image
 reference always give the same dicts and strings; nothing is registered, read from the cluster or
@@ -7,21 +8,34 @@ return, passing deploy-time values (the pushed image's digest, an Output) in as 
 placed as they are.
 
 Why: the router is the one workload with write access to the cluster and a public address, so its
-least-privilege RBAC, ports, TLS mount and scaling bounds must be easy to check. As pure functions
-they are tested directly, schema-validated and without Pulumi mocks
+least-privilege RBAC, network reach, ports, token and TLS mounts and scaling bounds must be easy to
+check. As pure functions they are tested directly, schema-validated and without Pulumi mocks
 (tests/components/test_router_manifests.py). Container variables come from `RouterEnvironment`
 (router/environment.py), the table the control plane reads, so no `AKSINF_*` name is spelled here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
+from components.model_manifests import (
+    MODEL_PORT,
+    dns_egress,
+    https_egress,
+    keys_secret_name,
+    model_pods_peer,
+    router_pods_peer,
+)
+from contract.service import ModelService
 from contract.stack import StackConfig
 from router.discovery import ROUTER_APP, ROUTER_NAMESPACE
 from router.environment import RouterEnvironment
+from serving.translate import workload_name
 
 TLS_SECRET = f"{ROUTER_APP}-tls"  # the kubernetes.io/tls Secret mounted at RouterEnvironment.tls_dir
+API_ACCESS_VOLUME = "kube-api-access"  # the control plane's ServiceAccount token, CA and namespace
+# Where the kubernetes client's load_incluster_config() reads `token` and `ca.crt` (and tools read `namespace`).
+SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 
 
 def router_labels() -> dict[str, str]:
@@ -51,13 +65,29 @@ def service_account_subjects() -> list[dict[str, str]]:
     return [{"kind": "ServiceAccount", "name": ROUTER_APP, "namespace": ROUTER_NAMESPACE}]
 
 
-def model_namespace_rules() -> list[dict]:
-    """Read what discovery needs, write only the scale subresource."""
+def services_by_namespace(services: Iterable[ModelService]) -> dict[str, list[ModelService]]:
+    """The model namespaces in sorted order, each with its services (by name): one router Role per namespace."""
+    by_namespace: dict[str, list[ModelService]] = {}
+    for service in sorted(services, key=lambda s: (s.namespace, s.name)):
+        by_namespace.setdefault(service.namespace, []).append(service)
+    return by_namespace
+
+
+def model_namespace_rules(services: Sequence[ModelService]) -> list[dict]:
+    """The router's rights in the namespace of `services`: discovery lists Services and EndpointSlices;
+    everything else is named. It reads the keys Secrets of the key-auth services by name (no rule
+    when there are none), and reads and scales only the model Deployments: a compromised router can
+    neither read other Secrets nor resize other workloads.
+    """
+    keys_secrets = sorted(name for name in map(keys_secret_name, services) if name)
+    deployments = sorted(workload_name(service.name) for service in services)
+    secrets = [{"apiGroups": [""], "resources": ["secrets"], "resourceNames": keys_secrets, "verbs": ["get"]}] if keys_secrets else []
     return [
-        {"apiGroups": [""], "resources": ["services", "secrets"], "verbs": ["get", "list", "watch"]},
+        {"apiGroups": [""], "resources": ["services"], "verbs": ["get", "list", "watch"]},
         {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["get", "list", "watch"]},
-        {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list", "watch"]},
-        {"apiGroups": ["apps"], "resources": ["deployments/scale"], "verbs": ["get", "patch", "update"]},
+        *secrets,
+        {"apiGroups": ["apps"], "resources": ["deployments"], "resourceNames": deployments, "verbs": ["get"]},
+        {"apiGroups": ["apps"], "resources": ["deployments/scale"], "resourceNames": deployments, "verbs": ["get", "patch", "update"]},
     ]
 
 
@@ -67,6 +97,46 @@ def own_namespace_rules() -> list[dict]:
         {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"]},
         {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["list"]},
     ]
+
+
+def _tcp(port: int) -> list[dict]:
+    return [{"protocol": "TCP", "port": port}]
+
+
+def network_policies(environment: RouterEnvironment, tls_enabled: bool) -> dict[str, dict]:
+    """The router namespace's NetworkPolicies (`metadata` and `spec` each), keyed by what they do.
+
+    Every pod of the namespace starts denied both ways. Router pods then take scoring traffic from
+    anywhere (the LoadBalancer keeps client addresses, so no narrower source exists) and status-port
+    traffic (`/load` for the leader, `/metrics`, `/ready`) only from router pods; Envoy's admin port
+    listens on 127.0.0.1 and no policy admits it. Router pods reach only DNS, HTTPS outside the
+    instance metadata service (the API server and JWKS hosts), the model pods of
+    `environment.model_namespaces` on the model port, and their peers' status port.
+    """
+    specs = {
+        "default-deny": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]},
+        "scoring-from-anywhere": {
+            "podSelector": {"matchLabels": _router_pods()},
+            "policyTypes": ["Ingress"],
+            "ingress": [{"ports": _tcp(environment.scoring_port(tls_enabled))}],
+        },
+        "status-from-router-pods": {
+            "podSelector": {"matchLabels": _router_pods()},
+            "policyTypes": ["Ingress"],
+            "ingress": [{"from": [router_pods_peer()], "ports": _tcp(environment.metrics_port)}],
+        },
+        "restricted-egress": {
+            "podSelector": {"matchLabels": _router_pods()},
+            "policyTypes": ["Egress"],
+            "egress": [
+                dns_egress(),
+                https_egress(),
+                {"to": [model_pods_peer(namespace) for namespace in environment.model_namespaces], "ports": _tcp(MODEL_PORT)},
+                {"to": [router_pods_peer()], "ports": _tcp(environment.metrics_port)},
+            ],
+        },
+    }
+    return {purpose: {"metadata": object_metadata(f"{ROUTER_APP}-{purpose}"), "spec": spec} for purpose, spec in specs.items()}
 
 
 def router_environment(config: StackConfig, model_namespaces: Sequence[str]) -> RouterEnvironment:
@@ -87,8 +157,10 @@ def router_replicas(config: StackConfig) -> int:
 
 
 def _volumes_and_mounts(environment: RouterEnvironment, tls_enabled: bool) -> tuple[list[dict], list[dict]]:
-    """The pod's volumes and the mounts both containers share: Envoy's config directory, and the TLS pair with TLS."""
-    volumes = [{"name": "envoy-config", "emptyDir": {}}]
+    """The pod's volumes, and the mounts both containers share: Envoy's config directory, and the TLS pair
+    with TLS. The API access volume is among the volumes but not the shared mounts: only the control plane
+    mounts it."""
+    volumes = [{"name": "envoy-config", "emptyDir": {}}, api_access_volume()]
     mounts = [{"name": "envoy-config", "mountPath": environment.config_dir}]
     if tls_enabled:
         # A mounted Secret updates in place; Envoy reads it through SDS, so rotation needs no restart.
@@ -97,21 +169,49 @@ def _volumes_and_mounts(environment: RouterEnvironment, tls_enabled: bool) -> tu
     return volumes, mounts
 
 
+def api_access_volume() -> dict:
+    """What Kubernetes would automount, made explicit so that only the control plane gets it: a
+    ServiceAccount token the kubelet rotates (the client rereads it every minute), the cluster CA
+    and the namespace, laid out as `load_incluster_config()` expects under SERVICE_ACCOUNT_DIR."""
+    return {
+        "name": API_ACCESS_VOLUME,
+        "projected": {
+            "sources": [
+                {"serviceAccountToken": {"path": "token", "expirationSeconds": 3600}},
+                {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+                {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}},
+            ]
+        },
+    }
+
+
 def _hardened() -> dict:
     """Both containers: no privilege, no writes outside the mounted volumes, no Linux capabilities."""
     return {"allowPrivilegeEscalation": False, "privileged": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]}}
+
+
+def _probes(*, readiness: dict, liveness: dict) -> dict:
+    """Readiness every 5 s; liveness from 10 s after start, every 10 s, so a starting container is not restarted."""
+    return {
+        "readinessProbe": {**readiness, "periodSeconds": 5},
+        "livenessProbe": {**liveness, "initialDelaySeconds": 10, "periodSeconds": 10},
+    }
 
 
 def pod_spec(environment: RouterEnvironment, tls_enabled: bool, image: str) -> dict:
     """The router pod: a control plane writing Envoy's config and Envoy serving it, from one image.
 
     `image` is placed as given in both containers; the deployer passes the pushed digest (an Output).
-    Router pods prefer distinct nodes, so one node's loss leaves the others serving.
+    Router pods prefer distinct nodes, so one node's loss leaves the others serving. Only the control
+    plane talks to the API server, so only it gets the ServiceAccount token: Envoy, which parses
+    every request from the internet, holds no credential. The kubelet probes the control plane's
+    status port and Envoy's scoring listener (Envoy's admin port listens on loopback only).
     """
     volumes, mounts = _volumes_and_mounts(environment, tls_enabled)
     env = environment.as_env()
     return {
         "serviceAccountName": ROUTER_APP,
+        "automountServiceAccountToken": False,
         "securityContext": {"runAsUser": 1000, "runAsGroup": 1000, "fsGroup": 1000, "seccompProfile": {"type": "RuntimeDefault"}},
         "affinity": {
             "podAntiAffinity": {
@@ -126,10 +226,14 @@ def pod_spec(environment: RouterEnvironment, tls_enabled: bool, image: str) -> d
                 "image": image,
                 "args": ["control-plane"],
                 "env": env,
-                "ports": [{"name": "metrics", "containerPort": environment.metrics_port}],
+                "ports": [{"name": "status", "containerPort": environment.metrics_port}],
+                **_probes(
+                    readiness={"httpGet": {"path": "/ready", "port": "status"}},
+                    liveness={"httpGet": {"path": "/metrics", "port": "status"}},
+                ),
                 "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "500m", "memory": "256Mi"}},
                 "securityContext": _hardened(),
-                "volumeMounts": mounts,
+                "volumeMounts": [*mounts, {"name": API_ACCESS_VOLUME, "mountPath": SERVICE_ACCOUNT_DIR, "readOnly": True}],
             },
             {
                 "name": "envoy",
@@ -137,12 +241,8 @@ def pod_spec(environment: RouterEnvironment, tls_enabled: bool, image: str) -> d
                 # Waits for the bootstrap the control plane writes into the shared directory, then execs Envoy.
                 "args": ["envoy"],
                 "env": env,
-                "ports": [
-                    {"name": "scoring", "containerPort": environment.scoring_port(tls_enabled)},
-                    {"name": "admin", "containerPort": environment.admin_port},
-                ],
-                "readinessProbe": {"httpGet": {"path": "/ready", "port": "admin"}, "periodSeconds": 5},
-                "livenessProbe": {"httpGet": {"path": "/ready", "port": "admin"}, "initialDelaySeconds": 10, "periodSeconds": 10},
+                "ports": [{"name": "scoring", "containerPort": environment.scoring_port(tls_enabled)}],
+                **_probes(readiness={"tcpSocket": {"port": "scoring"}}, liveness={"tcpSocket": {"port": "scoring"}}),
                 "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"cpu": "2", "memory": "1Gi"}},
                 "securityContext": _hardened(),
                 "volumeMounts": mounts,

@@ -1,4 +1,4 @@
-"""Per-model Kubernetes workloads: image, keys, Deployment, Service (discovery contract), NetworkPolicy, PDB.
+"""Per-model Kubernetes workloads: image, keys, Deployment, Service (discovery contract), NetworkPolicies, PDB.
 
 This module registers; what each object contains is built, purely, by `components.model_manifests`.
 
@@ -19,7 +19,7 @@ import pulumi_random as random
 
 from components import model_manifests as manifests
 from components.modeldata import Collector, ModelDataStorage, ModelDataStorageArgs
-from components.names import Names
+from contract.names import Names
 from contract.service import ModelService
 from contract.stack import StackConfig
 from router.discovery import SECRET_KEYS
@@ -148,8 +148,14 @@ class ModelWorkloads(pulumi.ComponentResource):
         )
         k8s.networking.v1.NetworkPolicy(
             f"{name}-from-router-only",
-            metadata=manifests.network_policy_metadata(service, config),
-            spec=manifests.network_policy_spec(service),
+            metadata=manifests.ingress_policy_metadata(service, config),
+            spec=manifests.ingress_policy_spec(service),
+            opts=child,
+        )
+        k8s.networking.v1.NetworkPolicy(
+            f"{name}-restricted-egress",
+            metadata=manifests.egress_policy_metadata(service, config),
+            spec=manifests.egress_policy_spec(service, calls_azure=telemetry or model_data_url is not None),
             opts=child,
         )
         k8s.policy.v1.PodDisruptionBudget(

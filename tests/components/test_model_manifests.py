@@ -1,7 +1,7 @@
 """The pure builders of a model service's Kubernetes objects, called directly: no Pulumi, no mocks.
 
 Each test loads the sample service (with v1 overrides) and asserts what its deploymentconfig.json
-becomes in the pod, the Service, the NetworkPolicy and the PDB; the full objects pass the Kubernetes
+becomes in the pod, the Service, the NetworkPolicies and the PDB; the full objects pass the Kubernetes
 schema strictly.
 """
 
@@ -194,7 +194,7 @@ def test_labels_carry_discovery_and_purpose(devtest, fastprod):
 
 
 def test_only_router_pods_reach_the_model_port():
-    [rule] = manifests.network_policy_spec(sample())["ingress"]
+    [rule] = manifests.ingress_policy_spec(sample())["ingress"]
     assert rule["ports"] == [{"protocol": "TCP", "port": manifests.MODEL_PORT}]
     assert rule["from"] == [
         {
@@ -202,7 +202,26 @@ def test_only_router_pods_reach_the_model_port():
             "podSelector": {"matchLabels": {"app.kubernetes.io/name": ROUTER_APP}},
         }
     ]
-    assert manifests.network_policy_spec(sample())["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": "model-scorer"}}
+    assert manifests.ingress_policy_spec(sample())["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": "model-scorer"}}
+
+
+@pytest.mark.parametrize("calls_azure", [False, True], ids=["quiet", "collecting-or-telemetry"])
+def test_model_pods_reach_dns_and_only_when_they_call_azure_https_outside_imds(calls_azure):
+    policy = manifests.egress_policy_spec(sample(), calls_azure=calls_azure)
+    assert policy["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": "model-scorer"}} and policy["policyTypes"] == ["Egress"]
+    dns = {
+        "to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}}, "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
+        "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
+    }
+    https = {"to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": ["169.254.169.254/32"]}}], "ports": [{"protocol": "TCP", "port": 443}]}
+    # Nothing else: no router port (status, admin, scoring), no other model, no instance metadata service.
+    assert policy["egress"] == ([dns, https] if calls_azure else [dns])
+
+
+def test_both_policies_are_named_for_what_they_do(devtest):
+    assert manifests.ingress_policy_metadata(sample(), devtest)["name"] == "model-scorer-from-router-only"
+    assert manifests.egress_policy_metadata(sample(), devtest)["name"] == "model-scorer-restricted-egress"
+    assert manifests.egress_policy_metadata(sample({"namespace": "team-a"}), devtest)["namespace"] == "team-a"
 
 
 def test_the_disruption_budget_evicts_one_replica_at_a_time():
@@ -240,7 +259,9 @@ def test_every_object_passes_strict_schema_validation(overrides, fastprod):
     validate("apps/v1", "Deployment", metadata=metadata, spec=spec)
     validate("v1", "Service", metadata=manifests.service_metadata(service, fastprod, ["model.pkl"]), spec=manifests.service_spec(service))
     validate("v1", "ServiceAccount", metadata=manifests.service_account_metadata(service, fastprod, CLIENT_ID if collecting else None), automountServiceAccountToken=False)
-    validate("networking.k8s.io/v1", "NetworkPolicy", metadata=manifests.network_policy_metadata(service, fastprod), spec=manifests.network_policy_spec(service))
+    validate("networking.k8s.io/v1", "NetworkPolicy", metadata=manifests.ingress_policy_metadata(service, fastprod), spec=manifests.ingress_policy_spec(service))
+    egress = manifests.egress_policy_spec(service, calls_azure=collecting or telemetry)
+    validate("networking.k8s.io/v1", "NetworkPolicy", metadata=manifests.egress_policy_metadata(service, fastprod), spec=egress)
     validate("policy/v1", "PodDisruptionBudget", metadata=metadata, spec=manifests.disruption_budget_spec(service))
 
 

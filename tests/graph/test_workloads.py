@@ -1,5 +1,6 @@
 """Model workloads on the cluster, offline: manifests validated against the Kubernetes schema, GPU placement,
-no replica drift, key rotation, and the discovery contract read back from what the program creates."""
+no replica drift, key rotation, egress NetworkPolicies, and the discovery contract read back from what the
+program creates."""
 
 import base64
 
@@ -14,6 +15,7 @@ DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 SERVICE = "kubernetes:core/v1:Service"
 SECRET = "kubernetes:core/v1:Secret"
 PASSWORD = "random:index/randomPassword:RandomPassword"
+NETWORK_POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
 DIABETES = {"name": "diabetes", "path": "examples/models/diabetes"}
 GPU_MODEL = {"name": "gpu-scorer", "path": "examples/models/diabetes", "deployment": {"gpuCores": 1}}
 
@@ -119,8 +121,30 @@ def test_discovery_reads_exactly_what_the_program_creates(dev_run):
     assert found[0].deployment == dev_run.one(DEPLOYMENT, "aks-inference-models-diabetes-deployment").inputs["metadata"]["name"]
     assert (found[0].autoscale.enabled, found[0].autoscale.fixed_replicas) == (False, 1)  # DevTest: no autoscaling
     # Only router pods may reach the model pods.
-    policy = dev_run.one("kubernetes:networking.k8s.io/v1:NetworkPolicy").inputs["spec"]
+    policy = dev_run.one(NETWORK_POLICY, "aks-inference-models-diabetes-from-router-only").inputs["spec"]
     assert policy["ingress"][0]["from"][0]["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": "aks-inference-router"}}
+
+
+def egress_of(run, service: str) -> list[dict]:
+    return run.one(NETWORK_POLICY, f"aks-inference-models-{service}-restricted-egress").inputs["spec"]["egress"]
+
+
+def test_model_pods_reach_dns_and_only_when_they_collect_or_send_telemetry_https_outside_imds(dev_run):
+    """Exact egress lists: no rule admits a router port, another pod or the instance metadata service."""
+    quiet = {"name": "quiet", "path": "examples/models/diabetes", "deployment": {"dataCollection": {"storageEnabled": False}}}
+    telemetry = {**quiet, "name": "telemetry", "deployment": {**quiet["deployment"], "appInsightsEnabled": True}}
+    run = run_program("dev", with_config("dev", models=[quiet, telemetry]))
+    assert run.error is None, run.error
+    dns = {
+        "to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}}, "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
+        "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
+    }
+    https = {"to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": ["169.254.169.254/32"]}}], "ports": [{"protocol": "TCP", "port": 443}]}
+    assert egress_of(run, "quiet") == [dns]
+    assert egress_of(run, "telemetry") == [dns, https]
+    assert egress_of(dev_run, "diabetes") == [dns, https]  # the sample collects model data
+    policy = run.one(NETWORK_POLICY, "aks-inference-models-quiet-restricted-egress").inputs["spec"]
+    assert policy["policyTypes"] == ["Egress"] and policy["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": "model-quiet"}}
 
 
 def test_enable_app_insights_wires_a_workspace_component_and_the_server_settings():
