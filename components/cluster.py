@@ -28,7 +28,7 @@ from components.cluster_profiles import (
     nvidia_device_plugin_manifest,
     pool_profile,
 )
-from components.names import Names
+from contract.names import Names
 from contract.stack import StackConfig
 
 

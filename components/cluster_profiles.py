@@ -4,9 +4,10 @@ Every function here is pure: typed config in, plain dicts out (the keyword argum
 resource, one nested profile of it, or one Kubernetes manifest). Values only known at deploy time
 (subnet, route-table and workspace ids, the API server's merged allowlist) are Pulumi Outputs that
 pass through untouched as opaque arguments, so this module imports no Pulumi. That keeps each
-decision (network plugin and policy, pool taints and GPU driver, private vs allowlisted API server,
-Entra admin groups, Defender, Container Insights, the device plugin's toleration) testable on its
-own, and leaves `components.cluster` with nothing to do but register resources.
+decision (network plugin and policy, pool taints and GPU driver, the system pool reserved for
+critical add-ons, private vs allowlisted API server, run command off, Entra admin groups, Defender,
+Image Cleaner, Container Insights and Azure Policy add-ons, the device plugin's toleration) testable
+on its own, and leaves `components.cluster` with nothing to do but register resources.
 """
 
 from __future__ import annotations
@@ -14,9 +15,20 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from components.replacement import FORCE_NEW_NETWORK_FIELDS
-from contract.stack import ACCELERATOR_LABEL, GPU_TAINT, PoolConfig, StackConfig, toleration_for
+from contract.stack import (
+    ACCELERATOR_LABEL,
+    GPU_TAINT,
+    PoolConfig,
+    StackConfig,
+    toleration_for,
+)
 
 SYSTEM_POOL = "system"
+# AKS's taint for a system pool that runs only critical add-ons (CoreDNS, konnectivity, metrics-server and
+# the add-ons all tolerate it); what Terraform's only_critical_addons_enabled sets.
+CRITICAL_ADDONS_ONLY_TAINT = "CriticalAddonsOnly=true:NoSchedule"
+# Image Cleaner's scan interval: ARM clients must give one (24 h to 3 months); a week is the CLI default.
+IMAGE_CLEANER_INTERVAL_HOURS = 168
 NVIDIA_DEVICE_PLUGIN_IMAGE = "nvcr.io/nvidia/k8s-device-plugin:v0.18.0"
 # Force-new network fields we set explicitly, so a provider default can never flip and replace the
 # cluster. Not used: serviceCidrs (dual-stack; we set the single serviceCidr) and networkMode (legacy CNI bridge).
@@ -43,10 +55,19 @@ def network_profile(config: StackConfig) -> dict:
     return profile
 
 
+def general_purpose_pools(config: StackConfig) -> list[PoolConfig]:
+    """User pools any workload can run on: no accelerator and no taint to tolerate."""
+    return [p for p in config.pools if p.accelerator == "none" and not p.effective_taints]
+
+
 def system_pool_profile(config: StackConfig, subnet_id: object) -> dict:
-    """The inline system pool: a fixed node count (no autoscaler) for the cluster's own add-ons."""
+    """The inline system pool: a fixed node count (no autoscaler) for the cluster's own add-ons.
+
+    Reserved for critical add-ons (CRITICAL_ADDONS_ONLY_TAINT) as soon as a general-purpose user pool can
+    take the workloads; without one it is where the router and CPU models run, so it stays untainted.
+    """
     system_pool = config.cluster.system_pool
-    return {
+    profile = {
         "name": SYSTEM_POOL,
         "mode": "System",
         "os_type": "Linux",
@@ -59,6 +80,9 @@ def system_pool_profile(config: StackConfig, subnet_id: object) -> dict:
         "orchestrator_version": config.cluster.kubernetes_version,
         "upgrade_settings": {"max_surge": "1"},
     }
+    if general_purpose_pools(config):
+        profile["node_taints"] = [CRITICAL_ADDONS_ONLY_TAINT]
+    return profile
 
 
 def pool_profile(pool: PoolConfig, config: StackConfig, subnet_id: object) -> dict:
@@ -94,17 +118,19 @@ def merged_authorized_ranges(configured: Iterable[str], extra: Iterable[str]) ->
     return sorted(set(configured) | set(extra))
 
 
-def api_server_access_profile(config: StackConfig, authorized_ip_ranges: object | None) -> dict | None:
+def api_server_access_profile(config: StackConfig, authorized_ip_ranges: object | None) -> dict:
     """A private cluster has no public endpoint to limit; a public one is limited to `authorized_ip_ranges`.
 
     `authorized_ip_ranges` is the merged allowlist (see `merged_authorized_ranges`), or None when nothing
-    limits the endpoint; then there is no profile at all and the endpoint is open.
+    limits the endpoint; then the endpoint is open. Run command (`az aks command invoke`) is always off: it
+    reaches the API server through ARM, around the private endpoint and the authorized ranges.
     """
+    profile: dict = {"disable_run_command": True}
     if config.cluster.private_cluster:
-        return {"enable_private_cluster": True}
-    if authorized_ip_ranges is not None:
-        return {"authorized_ip_ranges": authorized_ip_ranges}
-    return None
+        profile["enable_private_cluster"] = True
+    elif authorized_ip_ranges is not None:
+        profile["authorized_ip_ranges"] = authorized_ip_ranges
+    return profile
 
 
 def aad_profile(config: StackConfig) -> dict | None:
@@ -116,8 +142,12 @@ def aad_profile(config: StackConfig) -> dict | None:
 
 
 def security_profile(config: StackConfig, workspace_id: object) -> dict:
-    """Workload identity always (pods get Entra tokens, no secrets); Defender reporting to the workspace if on."""
-    profile: dict = {"workload_identity": {"enabled": True}}
+    """Workload identity always (pods get Entra tokens, no secrets), Image Cleaner always (removes unused,
+    vulnerable images from the nodes); Defender reporting to the workspace if on."""
+    profile: dict = {
+        "workload_identity": {"enabled": True},
+        "image_cleaner": {"enabled": True, "interval_hours": IMAGE_CLEANER_INTERVAL_HOURS},
+    }
     if config.defender:
         profile["defender"] = {
             "log_analytics_workspace_resource_id": workspace_id,
@@ -126,11 +156,13 @@ def security_profile(config: StackConfig, workspace_id: object) -> dict:
     return profile
 
 
-def addon_profiles(config: StackConfig, workspace_id: object) -> dict | None:
-    """Container Insights (the omsagent add-on) sending to the stack's workspace, or no add-ons."""
-    if not config.monitoring.container_insights:
-        return None
-    return {"omsagent": {"enabled": True, "config": {"logAnalyticsWorkspaceResourceID": workspace_id}}}
+def addon_profiles(config: StackConfig, workspace_id: object) -> dict:
+    """Azure Policy always (enforces the Azure Policy for Kubernetes assignments of the subscription), and
+    Container Insights (the omsagent add-on) sending to the stack's workspace if on."""
+    addons: dict = {"azurepolicy": {"enabled": True}}
+    if config.monitoring.container_insights:
+        addons["omsagent"] = {"enabled": True, "config": {"logAnalyticsWorkspaceResourceID": workspace_id}}
+    return addons
 
 
 def managed_cluster_profile(

@@ -4,6 +4,8 @@ Created only when a service collects model data (v1 `dataCollection.storageEnabl
 service gets its own user-assigned identity, federated with its Kubernetes ServiceAccount through
 the cluster's OIDC issuer, holding `Storage Blob Data Contributor` on the container only. Shared
 keys are switched off on the account: nothing can use an account key, so none is ever read or stored.
+Blob and container soft delete keep a deleted blob or container recoverable for SOFT_DELETE_DAYS (a
+retention rule's deletions too: collected data is gone for good that many days after it expires).
 """
 
 from __future__ import annotations
@@ -20,11 +22,12 @@ from components.azure_roles import (
     assignment_name,
     role_definition_id,
 )
-from components.names import Names
+from contract.names import Names
 from contract.stack import StackConfig
 
 CONTAINER = "modeldata"
 TOKEN_AUDIENCE = "api://AzureADTokenExchange"  # what the AKS workload identity webhook's token is issued for
+SOFT_DELETE_DAYS = 7  # the policy pack's minimum (storage-blob-soft-delete)
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,15 @@ class ModelDataStorage(pulumi.ComponentResource):
             default_to_o_auth_authentication=True,
             allow_cross_tenant_replication=False,
             tags=names.tags(config.purpose),
+            opts=child,
+        )
+        storage.BlobServiceProperties(
+            f"{name}-blob-service",
+            blob_services_name="default",  # the only name Azure accepts
+            account_name=self.account.name,
+            resource_group_name=args.resource_group_name,
+            delete_retention_policy={"enabled": True, "days": SOFT_DELETE_DAYS},
+            container_delete_retention_policy={"enabled": True, "days": SOFT_DELETE_DAYS},
             opts=child,
         )
         self.container = storage.BlobContainer(

@@ -5,12 +5,15 @@ from __future__ import annotations
 import pytest
 
 from components.cluster_profiles import (
+    CRITICAL_ADDONS_ONLY_TAINT,
+    IMAGE_CLEANER_INTERVAL_HOURS,
     NVIDIA_DEVICE_PLUGIN_IMAGE,
     SYSTEM_POOL,
     aad_profile,
     addon_profiles,
     api_server_access_profile,
     container_log_settings_manifest,
+    general_purpose_pools,
     kubeconfig_format,
     managed_cluster_profile,
     merged_authorized_ranges,
@@ -82,6 +85,22 @@ def test_system_pool_is_fixed_size_on_the_node_subnet():
     assert profile["orchestrator_version"] == "1.34"
 
 
+def test_system_pool_takes_workloads_while_no_user_pool_can():
+    # dev: the only pool; prod-like: the GPU pool is tainted; a tainted CPU pool takes only what tolerates it.
+    for config in (dev(), fast_prod(pools=[GPU_POOL]), dev(pools=[CPU_POOL])):
+        assert general_purpose_pools(config) == []
+        assert "node_taints" not in system_pool_profile(config, SUBNET_ID)
+
+
+def test_system_pool_is_reserved_for_critical_addons_once_a_general_pool_exists():
+    config = fast_prod(pools=[GPU_POOL, CPU_POOL, {"name": "general", "vmSize": "Standard_D4ds_v5"}])
+    assert [p.name for p in general_purpose_pools(config)] == ["general"]
+    assert system_pool_profile(config, SUBNET_ID)["node_taints"] == [CRITICAL_ADDONS_ONLY_TAINT] == ["CriticalAddonsOnly=true:NoSchedule"]
+    # The general pool itself stays untainted: it is where the router and CPU models go.
+    general = config.pools[2]
+    assert pool_profile(general, config, SUBNET_ID)["node_taints"] == []
+
+
 def test_gpu_pool_carries_its_taint_label_and_driver():
     config = dev(pools=[GPU_POOL])
     profile = pool_profile(config.pools[0], config, SUBNET_ID)
@@ -116,13 +135,19 @@ def test_authorized_ranges_merge_sorted_without_duplicates():
 
 def test_private_cluster_ignores_any_allowlist():
     config = dev(cluster={"privateCluster": True})
-    assert api_server_access_profile(config, ["20.0.0.1/32"]) == {"enable_private_cluster": True}
+    assert api_server_access_profile(config, ["20.0.0.1/32"]) == {"enable_private_cluster": True, "disable_run_command": True}
 
 
 def test_public_cluster_is_limited_to_the_allowlist_or_open():
     allowlist = object()
-    assert api_server_access_profile(dev(), allowlist) == {"authorized_ip_ranges": allowlist}
-    assert api_server_access_profile(dev(), None) is None
+    assert api_server_access_profile(dev(), allowlist) == {"authorized_ip_ranges": allowlist, "disable_run_command": True}
+    assert api_server_access_profile(dev(), None) == {"disable_run_command": True}
+
+
+@pytest.mark.parametrize("cluster", [{}, {"privateCluster": True}, {"authorizedIpRanges": ["203.0.113.0/24"]}])
+def test_run_command_is_off_whatever_the_exposure(cluster):
+    config = fast_prod(cluster=cluster)
+    assert api_server_access_profile(config, config.cluster.authorized_ip_ranges or None)["disable_run_command"] is True
 
 
 def test_admin_groups_enable_managed_entra_with_kubernetes_rbac():
@@ -135,14 +160,24 @@ def test_defender_reports_to_the_workspace_when_on():
     assert on["defender"]["log_analytics_workspace_resource_id"] is WORKSPACE_ID
     assert on["defender"]["security_monitoring"] == {"enabled": True}
     off = security_profile(dev(defender=False), WORKSPACE_ID)
-    assert off == {"workload_identity": {"enabled": True}}
-    assert on["workload_identity"] == {"enabled": True}
+    assert "defender" not in off
+    assert on["workload_identity"] == off["workload_identity"] == {"enabled": True}
 
 
-def test_container_insights_is_the_omsagent_addon():
+@pytest.mark.parametrize("defender", [True, False])
+def test_image_cleaner_is_always_on_weekly(defender):
+    profile = security_profile(dev(defender=defender), WORKSPACE_ID)
+    assert profile["image_cleaner"] == {"enabled": True, "interval_hours": IMAGE_CLEANER_INTERVAL_HOURS}
+    assert 24 <= IMAGE_CLEANER_INTERVAL_HOURS <= 24 * 90  # AKS accepts 24 hours to 3 months
+
+
+def test_container_insights_is_the_omsagent_addon_and_azure_policy_is_always_on():
     on = addon_profiles(dev(monitoring={"containerInsights": True}), WORKSPACE_ID)
-    assert on == {"omsagent": {"enabled": True, "config": {"logAnalyticsWorkspaceResourceID": WORKSPACE_ID}}}
-    assert addon_profiles(dev(monitoring={"containerInsights": False}), WORKSPACE_ID) is None
+    assert on == {
+        "azurepolicy": {"enabled": True},
+        "omsagent": {"enabled": True, "config": {"logAnalyticsWorkspaceResourceID": WORKSPACE_ID}},
+    }
+    assert addon_profiles(dev(monitoring={"containerInsights": False}), WORKSPACE_ID) == {"azurepolicy": {"enabled": True}}
 
 
 def test_managed_cluster_profile_assembles_the_cluster():
@@ -153,8 +188,10 @@ def test_managed_cluster_profile_assembles_the_cluster():
     assert profile["enable_rbac"] is True and profile["disable_local_accounts"] is True
     assert profile["oidc_issuer_profile"] == {"enabled": True}
     assert profile["auto_upgrade_profile"] == {"upgrade_channel": "patch", "node_os_upgrade_channel": "NodeImage"}
-    assert profile["api_server_access_profile"] is None
+    assert profile["api_server_access_profile"] == {"disable_run_command": True}
     assert "defender" not in profile["security_profile"]
+    assert profile["security_profile"]["image_cleaner"]["enabled"] is True
+    assert profile["addon_profiles"]["azurepolicy"] == {"enabled": True}
     assert [p["name"] for p in profile["agent_pool_profiles"]] == [SYSTEM_POOL]
     assert profile["agent_pool_profiles"][0]["vnet_subnet_id"] is SUBNET_ID
     assert profile["network_profile"] == network_profile(config)
@@ -202,3 +239,19 @@ def test_container_log_settings_select_the_v2_schema():
     settings = manifest["data"]["log-data-collection-settings"]
     assert 'containerlog_schema_version = "v2"' in settings
     assert settings.count('exclude_namespaces = ["kube-system", "gatekeeper-system"]') == 2
+
+
+def test_the_new_settings_are_argument_names_of_the_installed_azure_native_sdk():
+    """The builders' nested dicts, fed to the SDK's typed input classes: a misspelt argument raises TypeError."""
+    import pulumi_azure_native.containerservice as cs
+
+    config = fast_prod(pools=[GPU_POOL, {"name": "general", "vmSize": "Standard_D4ds_v5"}])
+    profile = managed_cluster_profile(config, node_subnet_id="subnet", workspace_id="workspace", authorized_ip_ranges=["203.0.113.0/24"])
+    cs.ManagedClusterAPIServerAccessProfileArgs(**profile["api_server_access_profile"])
+    cs.ManagedClusterSecurityProfileImageCleanerArgs(**profile["security_profile"]["image_cleaner"])
+    for addon in profile["addon_profiles"].values():
+        cs.ManagedClusterAddonProfileArgs(**addon)
+    [system] = profile["agent_pool_profiles"]
+    cs.ManagedClusterAgentPoolProfileArgs(**system)
+    with pytest.raises(TypeError):
+        cs.ManagedClusterAPIServerAccessProfileArgs(disable_run_commands=True)

@@ -10,7 +10,7 @@ import re
 import kubernetes_validate
 import pytest
 
-from components.names import Names
+from contract.names import Names
 from tests.pulumi_harness import run_program, with_config
 
 ACCOUNT = "azure-native:storage:StorageAccount"
@@ -19,6 +19,7 @@ IDENTITY = "azure-native:managedidentity:UserAssignedIdentity"
 FEDERATION = "azure-native:managedidentity:FederatedIdentityCredential"
 ROLE = "azure-native:authorization:RoleAssignment"
 POLICY = "azure-native:storage:ManagementPolicy"
+BLOB_SERVICE = "azure-native:storage:BlobServiceProperties"
 CLUSTER = "azure-native:containerservice:ManagedCluster"
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 SERVICE_ACCOUNT = "kubernetes:core/v1:ServiceAccount"
@@ -64,6 +65,15 @@ def test_the_account_is_locked_down(dev_run):
     assert (container.inputs["containerName"], container.inputs["publicAccess"]) == ("modeldata", "None")
     assert container.inputs["accountName"] == account.outputs["name"]
     assert dev_run.outputs["modelDataUrl"] == f"{account.outputs['primaryEndpoints']['blob']}modeldata"
+
+
+def test_deleted_blobs_and_containers_are_recoverable_for_a_week(dev_run):
+    account, service = dev_run.one(ACCOUNT), dev_run.one(BLOB_SERVICE)
+    assert service.inputs["blobServicesName"] == "default"
+    assert service.inputs["accountName"] == account.outputs["name"]
+    assert account.urn in service.dependencies
+    assert service.inputs["deleteRetentionPolicy"] == {"enabled": True, "days": 7}
+    assert service.inputs["containerDeleteRetentionPolicy"] == {"enabled": True, "days": 7}
 
 
 def test_the_pods_write_with_workload_identity_on_the_container_only(dev_run):
@@ -141,7 +151,7 @@ def test_no_collecting_service_no_storage():
     models = [{"name": "diabetes", "path": SAMPLE, "deployment": {"dataCollection": {"storageEnabled": False}}}]
     run = run_program("dev", with_config("dev", models=models))
     assert run.error is None, run.error
-    assert run.of_type(ACCOUNT) == [] and run.of_type(FEDERATION) == [] and _writers(run) == []
+    assert run.of_type(ACCOUNT) == [] and run.of_type(BLOB_SERVICE) == [] and run.of_type(FEDERATION) == [] and _writers(run) == []
     assert "modelDataUrl" not in run.outputs
 
 
