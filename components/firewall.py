@@ -13,7 +13,7 @@ import pulumi
 import pulumi_azure_native.network as network
 
 from components.egress import APPLICATION_KINDS, EgressRule
-from components.names import Names
+from contract.names import Names
 from contract.stack import StackConfig
 
 NETWORK_RULES_PRIORITY = 200

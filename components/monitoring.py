@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_azure_native.operationalinsights as operationalinsights
 
-from components.names import Names
+from contract.names import Names
 from contract.stack import StackConfig
 
 

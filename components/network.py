@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_azure_native.network as network
 
-from components.names import Names
+from contract.names import Names
 from contract.stack import StackConfig
 
 FIREWALL_SUBNET = "AzureFirewallSubnet"  # Azure requires this exact name

@@ -9,7 +9,7 @@ import pulumi_azure_native.authorization as authorization
 import pulumi_azure_native.containerregistry as containerregistry
 
 from components.azure_roles import ACR_PULL, assignment_name, role_definition_id
-from components.names import Names
+from contract.names import Names
 from contract.stack import StackConfig
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pulumi
 import pulumi.runtime.config as runtime_config
 
-from components.names import Names
 from contract.loading import LoadedStack, load_stack, parse_config_value
+from contract.names import Names
 from contract.stack import NAMESPACE, StackConfig
 
 
@@ -22,7 +22,7 @@ def read_stack() -> LoadedStack:
             if runtime_config.is_config_secret(full_key):
                 secret_keys.append(key)
     location = pulumi.Config("azure-native").get("location")
-    return load_stack(values, location, secret_keys)
+    return load_stack(values, location, secret_keys, deployment=(pulumi.get_project(), pulumi.get_stack()))
 
 
 def stack_names(config: StackConfig) -> Names:

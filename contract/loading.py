@@ -30,6 +30,7 @@ from contract.errors import (
     issues_from,
     unwrap_model,
 )
+from contract.names import Names
 from contract.service import ModelService, inspect_service
 from contract.stack import NAMESPACE, PROJECT_ROOT, SECRET_KEYS, ModelEntry, StackConfig
 
@@ -43,6 +44,7 @@ class LoadedStack:
 
     config: StackConfig
     services: tuple[ModelService, ...]
+    names: Names | None = None  # the Azure names, when the project and stack were given
 
 
 def parse_config_value(raw: str) -> Any:
@@ -65,10 +67,13 @@ def _service_folders(models: list[ModelEntry]) -> ServiceFolders:
     )
 
 
-def load_stack(values: Mapping[str, Any], location: Any, secret_keys: Iterable[str] = ()) -> LoadedStack:
+def load_stack(
+    values: Mapping[str, Any], location: Any, secret_keys: Iterable[str] = (), deployment: tuple[str, str] | None = None
+) -> LoadedStack:
     """Validate `aks-inference:*` values (keys without the namespace) and load their services.
 
-    Raises ConfigError with every issue."""
+    `deployment` (project, stack): also check every Azure name derived from them. Raises ConfigError
+    with every issue."""
     secret = set(secret_keys) | SECRET_KEYS
     issues: list[ConfigIssue] = []
     parsed: dict[str, Any] = {}
@@ -111,10 +116,14 @@ def load_stack(values: Mapping[str, Any], location: Any, secret_keys: Iterable[s
         if all(s in parsed for s in needed):
             for issue in check(*(parsed[s] for s in needed)):
                 issues.append(ConfigIssue(issue.key, REDACTED if re.split(r"[.\[]", issue.key)[0] in secret else issue.value, issue.problem))
+    names = None
+    if deployment is not None and "location" in parsed:
+        names = Names(*deployment, parsed["location"])
+        issues += names.problems(entry.name for entry in parsed.get("models", ()))
     if issues:
         raise ConfigError(issues)
     services = tuple(found.service for found in parsed.pop("services"))
-    return LoadedStack(StackConfig.model_validate(parsed), services)
+    return LoadedStack(StackConfig.model_validate(parsed), services, names)
 
 
 def validate_stack_config(values: Mapping[str, Any], location: Any, secret_keys: Iterable[str] = ()) -> StackConfig:
