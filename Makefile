@@ -34,9 +34,19 @@ SAMPLE_MODEL := examples/models/diabetes/model/diabetes-ridge.pkl
 $(SAMPLE_MODEL): $(STAMP) examples/models/diabetes/train.py
 	$(PY) examples/models/diabetes/train.py --out $@
 
+# The v1 examples' models (examples/v1, in v1's azureml-models layout): built the same way, by one
+# deterministic script that writes every file listed here.
+V1_MODELS := $(addprefix examples/v1/,\
+	multi-model/model/diabetes-ridge/1/ridge.pkl multi-model/model/diabetes-ridge/2/ridge.pkl \
+	multi-model/model/diabetes-lasso/1/lasso/model.pkl multi-model/model/diabetes-lasso/1/lasso/features.json \
+	mlopspython/model/diabetes_regression_model.pkl/3/diabetes_regression_model.pkl \
+	data-collection/model/diabetes-ridge/4/diabetes-ridge.pkl)
+$(V1_MODELS): $(STAMP) examples/v1/train.py
+	$(PY) examples/v1/train.py
+
 # Layer contracts (pyproject.toml [tool.importlinter]) first: a circle or an upward import fails fast.
 # Then zizmor on the workflows, offline (no network, no GitHub token): any finding fails.
-test: $(STAMP) $(SAMPLE_MODEL) $(AZURITE)
+test: $(STAMP) $(SAMPLE_MODEL) $(V1_MODELS) $(AZURITE)
 	$(VENV)/bin/lint-imports --no-cache
 	$(VENV)/bin/zizmor --offline .github/workflows
 	$(PY) -m pytest -q

@@ -1,7 +1,8 @@
 """`aksinf import-v1`: the stack-config entry for an existing Azure ML v1 AKS deployment.
 
-Reads the v1 `deploymentconfig.json` and `inferenceconfig.json`, validates both
-with the same rules as the stack (all problems at once), and prints an
+Reads the v1 `deploymentconfig.json` and `inferenceconfig.json` (or their YAML
+forms, `.yml` / `.yaml`, as v1 took them), validates both with the same reader
+and rules as the stack (all problems at once), and prints an
 `aks-inference:models` item on stdout, ready to paste under `config:` in
 `Pulumi.<stack>.yaml`. The entry carries every setting the v1 file set
 explicitly, so the stack alone describes the deployment. Notes (where the model
@@ -11,7 +12,6 @@ files go, how to store keys as secrets) go to stderr, so stdout stays pure YAML.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -21,7 +21,7 @@ import yaml
 
 from contract import v1_files as v1
 from contract.errors import ConfigIssue
-from contract.service import DEFAULT_MODEL_DIR, INFERENCE_FILE
+from contract.service import DEFAULT_MODEL_DIR, INFERENCE_FILE, INFERENCE_FILES, YAML_SUFFIXES, read_document
 from contract.stack import NAMESPACE, PROJECT_ROOT
 
 
@@ -33,19 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _load(path: Path, flag: str) -> tuple[Any, list[str]]:
-    """A v1 file as data; v1 read JSON and also YAML with the same keys."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        return None, [f"{flag} {path}: cannot be read: {exc.strerror or exc}"]
-    try:
-        if path.suffix.lower() in (".yml", ".yaml"):
-            return yaml.safe_load(text), []
-        return json.loads(text), []
-    except json.JSONDecodeError as exc:
-        return None, [f"{flag} {path}: is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"]
-    except yaml.YAMLError as exc:
-        return None, [f"{flag} {path}: is not valid YAML: {exc}".replace("\n", " ")]
+    """A v1 file as data, read as the service folder reads it: JSON, or YAML for `.yml` / `.yaml`."""
+    data, issues = read_document(path, flag)
+    return data, [f"{flag} {path}: {issue.problem}" for issue in issues]
 
 
 def _stack_path(folder: Path) -> str:
@@ -104,12 +94,19 @@ def run(args: argparse.Namespace) -> int:
 
 def _notes(args: argparse.Namespace, deployment: v1.DeploymentConfig, folder: Path) -> None:
     """What the user still has to do by hand, on stderr."""
-    inference_file = folder / INFERENCE_FILE
-    if not (inference_file.exists() and os.path.samefile(inference_file, args.inference_config)):
-        print(f"note: copy {args.inference_config} to {inference_file} (the service folder's inference config)", file=sys.stderr)
+    given = args.inference_config
+    present = [folder / name for name in INFERENCE_FILES if (folder / name).is_file()]
+    if not any(os.path.samefile(path, given) for path in present):
+        # keep the format: a YAML file is read as YAML under a .yml/.yaml name, never as JSON
+        suffix = given.suffix.lower() if given.suffix.lower() in YAML_SUFFIXES else ".json"
+        target = folder / f"{INFERENCE_FILE.rsplit('.', 1)[0]}{suffix}"
+        others = [path for path in present if path != target]
+        also = f", and remove {', '.join(str(path) for path in others)} (one inference config per folder)" if others else ""
+        print(f"note: copy {given} to {target} (the service folder's inference config){also}", file=sys.stderr)
     if not (folder / DEFAULT_MODEL_DIR).is_dir():
         print(
-            f"note: put the model files into {folder / DEFAULT_MODEL_DIR} (mounted as AZUREML_MODEL_DIR, as in v1)",
+            f"note: put the models into {folder / DEFAULT_MODEL_DIR} as v1 deployed them: <name>/<version>/<file or folder> "
+            "per registered model (Model.get_model_path and AZUREML_MODEL_DIR work as in v1), or the files directly for one unnamed model",
             file=sys.stderr,
         )
     for field, flag in (("primary_key", "primaryKey"), ("secondary_key", "secondaryKey")):

@@ -19,6 +19,10 @@ Records are JSON Lines (v1 wrote CSV) in blobs under
 line per row: `time`, `correlation_id`, `request_id` (the router's `x-request-id`), and `features`
 (a name -> value object, when `feature_names` fit the row) or `data`.
 
+`model_version` left out (or v1's "default") is the version of `model_name` the replica serves, as v1 on
+AKS filled it in: the highest registered version of that name in a v1-layout model folder
+(`AKSINF_REGISTERED_MODELS`), else "default".
+
 As in v1, collection happens only where the deployment enabled it (`dataCollection.storageEnabled`,
 seen here as `AML_MODEL_DC_STORAGE_ENABLED=true`); elsewhere `collect()` does nothing, so the same
 script runs everywhere. `workspace` is accepted for v1 compatibility and not part of the path.
@@ -38,6 +42,7 @@ from collections.abc import Sequence
 
 from aksinf_runtime import environment
 from aksinf_runtime.logs import current_request_id
+from aksinf_runtime.registered_models import registered_version
 from aksinf_runtime.shipping import Shipper, ShipperSettings
 from aksinf_runtime.sinks import sink_for
 
@@ -79,10 +84,12 @@ class ModelDataCollector:
         feature_names: Sequence[str] | None = None,
         workspace: str = "default/default/default",
         webservice_name: str | None = None,
-        model_version: str = "default",
+        model_version: str | None = None,
         collection_name: str = "default",
     ):
         webservice_name = webservice_name or os.environ.get(environment.SERVICE_NAME) or "default"
+        if model_version in (None, "default"):  # v1 on AKS filled in the deployed model's version
+            model_version = registered_version(model_name) or "default"
         problems = [
             f"{parameter}={value!r}: must be 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit"
             for parameter, value in (

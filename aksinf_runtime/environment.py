@@ -19,6 +19,9 @@ APP_INSIGHTS_KEY = "AML_APP_INSIGHTS_KEY"
 
 # This runtime's variables.
 SERVICE_NAME = "AKSINF_SERVICE_NAME"  # in every log line and in model data paths
+# A v1-layout service's registered models, `name:version,name:version` (registered_models.encode);
+# ModelDataCollector takes a model's version from it. Empty or unset for a flat model folder.
+REGISTERED_MODELS = "AKSINF_REGISTERED_MODELS"
 MODELDATA_ENABLED = "AML_MODEL_DC_STORAGE_ENABLED"  # v1's switch for ModelDataCollector
 MODELDATA_DESTINATION = "AKSINF_MODELDATA_DESTINATION"  # file:///dir | blob container URL | emulator URL
 MODELDATA_SPOOL = "AKSINF_MODELDATA_SPOOL"  # where batches wait for upload

@@ -10,11 +10,11 @@ gracefully (in-flight requests finish), SIGINT/SIGQUIT stop it at once.
 Stable CLI (the local actuator and the tests spawn servers through it):
 
     python -m local.model_server --entry-script PATH --model-dir DIR --port PORT
-        [--workers N] [--scoring-timeout-ms MS] [--source-dir DIR]
+        [--workers N] [--scoring-timeout-ms MS] [--source-dir DIR] [--run-dir DIR]
         [--service-name NAME] [--collect-model-data DESTINATION [--modeldata-spool DIR]]
 
 - `--entry-script`: the v1 entry script (`init()` / `run()`).
-- `--model-dir`: exported as `AZUREML_MODEL_DIR` (what `init()` reads, as in v1).
+- `--model-dir`: the service's model folder, laid out as the image lays it out (below).
 - `--port`: the loopback port to listen on (`SERVER_PORT`).
 - `--workers`: gunicorn sync workers (`WORKER_COUNT`, default 1); each worker
   takes one request at a time, so this is the replica's real concurrency and
@@ -23,12 +23,22 @@ Stable CLI (the local actuator and the tests spawn servers through it):
   `scoringTimeoutMs` default; the bare server would use 3,600,000).
 - `--source-dir`: the app root (`AML_APP_ROOT`, put on `sys.path`, searched for
   `swagger*.json` and `config.json`); defaults to the entry script's folder.
+- `--run-dir`: the server's working directory, where the models are laid out; default a fresh
+  private folder under the system temp directory, removed when the server stops.
 - `--service-name`: `AKSINF_SERVICE_NAME`, in every log line and in model data paths.
 - `--collect-model-data`: turns model data collection on (`AML_MODEL_DC_STORAGE_ENABLED`) and
   sends it to DESTINATION (`file:///folder` or the local emulator's
   `http://127.0.0.1:PORT/<account>/<container>`); `--modeldata-spool` is where batches wait.
 
 Logs are JSON lines carrying the router's request id (`aksinf_runtime.logs`), as in the cluster.
+
+Models, as in the image and as v1 had them (`serving.translate`): the server runs in the run
+directory, which holds `azureml-models/` (symlinks to the model folder, nothing copied). A v1-layout
+model folder (`model/<name>/<version>/<one file or folder>`) *is* v1's `azureml-models/` tree, so
+`Model.get_model_path(name[, version])` finds every registered model, and `AZUREML_MODEL_DIR` is
+`<run dir>/azureml-models/<name>/<version>` for one registered model, `<run dir>/azureml-models` for
+several; `AKSINF_REGISTERED_MODELS` lists them (the collector's model versions). A flat model folder
+appears as `azureml-models/<service>/` and `AZUREML_MODEL_DIR` is the model folder itself, as before.
 
 Environment set for the server, as v1 does in its containers:
 `AZUREML_MODEL_DIR`, `AZUREML_ENTRY_SCRIPT`, `AML_APP_ROOT`, `WORKER_COUNT`,
@@ -48,16 +58,24 @@ v1 showed as CrashLoopBackOff); a bad argument exits with code 2.
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
+import re
+import shlex
+import shutil
+import signal
 import sys
+import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from aksinf_runtime import environment as env
+from aksinf_runtime import registered_models
 from aksinf_runtime.sinks import check_destination
-from contract.service import ModelService
+from contract.service import ModelService, RegisteredModel, model_layout
 from contract.v1_files import DEFAULT_SCORING_TIMEOUT_MS
 from local.net import LOOPBACK
-from serving.translate import worker_timeout_seconds
+from serving.translate import MODELS_DIR, model_dir_for, models_subdir, worker_timeout_seconds
 
 DEFAULT_WORKERS = 1
 
@@ -72,6 +90,7 @@ def command(
     service_name: str | None = None,
     collect_model_data: str | None = None,
     modeldata_spool: str | os.PathLike[str] | None = None,
+    run_dir: str | os.PathLike[str] | None = None,
 ) -> list[str]:
     """The argv that starts one model server (for `subprocess.Popen`)."""
     argv = [
@@ -97,13 +116,18 @@ def command(
         argv += ["--collect-model-data", collect_model_data]
     if modeldata_spool is not None:
         argv += ["--modeldata-spool", str(modeldata_spool)]
+    if run_dir is not None:
+        argv += ["--run-dir", str(run_dir)]
     return argv
 
 
-def command_for(service: ModelService, port: int, modeldata: str | None = None, modeldata_spool: Path | None = None) -> list[str]:
+def command_for(
+    service: ModelService, port: int, modeldata: str | None = None, modeldata_spool: Path | None = None, run_dir: Path | None = None
+) -> list[str]:
     """argv of one local replica of `service` on 127.0.0.1:`port` (one worker per allowed concurrent request).
 
-    `modeldata`: where collected model data goes locally, used only if this service collects it."""
+    `modeldata`: where collected model data goes locally, used only if this service collects it.
+    `run_dir`: the replica's working directory (default: a private temporary one)."""
     deployment = service.deployment
     collect = modeldata if deployment.collects_model_data else None
     return command(
@@ -116,6 +140,7 @@ def command_for(service: ModelService, port: int, modeldata: str | None = None, 
         service_name=service.name,
         collect_model_data=collect,
         modeldata_spool=modeldata_spool if collect else None,
+        run_dir=run_dir,
     )
 
 
@@ -146,6 +171,7 @@ def _parser() -> argparse.ArgumentParser:
         "--scoring-timeout-ms", type=_positive, default=DEFAULT_SCORING_TIMEOUT_MS, help="SCORING_TIMEOUT_MS"
     )
     parser.add_argument("--source-dir", type=Path, help="app root (AML_APP_ROOT); default: the entry script's folder")
+    parser.add_argument("--run-dir", type=Path, help="working directory holding azureml-models/; default: a private temporary folder")
     parser.add_argument("--service-name", help="AKSINF_SERVICE_NAME: in log lines and model data paths")
     parser.add_argument("--collect-model-data", metavar="DESTINATION", type=_destination, help="turn model data collection on, to this destination")
     parser.add_argument("--modeldata-spool", type=Path, help="where model data batches wait for upload")
@@ -160,13 +186,23 @@ def _destination(text: str) -> str:
     return text
 
 
-def server_environment(args: argparse.Namespace) -> dict[str, str]:
-    """The v1 container environment for these arguments."""
+def server_environment(
+    args: argparse.Namespace, run_dir: Path | None = None, registered: Sequence[RegisteredModel] | None = None
+) -> dict[str, str]:
+    """The v1 container environment for these arguments.
+
+    `run_dir`: where `lay_out_models` put `azureml-models/` (without one, a v1-layout model folder is
+    addressed in place: it holds the same tree). `registered`: the model folder's registered models
+    (default: detected with `contract.service.model_layout`)."""
     entry_script = args.entry_script.resolve()
     source_dir = (args.source_dir or entry_script.parent).resolve()
+    model_dir = args.model_dir.resolve()
+    if registered is None:
+        registered, _ = model_layout(model_dir, "--model-dir")
+    models_root = run_dir.resolve() / MODELS_DIR if run_dir is not None else model_dir
     worker_timeout = worker_timeout_seconds(args.scoring_timeout_ms)
     environment = {
-        env.MODEL_DIR: str(args.model_dir.resolve()),
+        env.MODEL_DIR: str(model_dir_for(registered, models_root, model_dir)),
         env.ENTRY_SCRIPT: str(entry_script),
         env.APP_ROOT: str(source_dir),
         env.WORKER_COUNT: str(args.workers),
@@ -174,6 +210,10 @@ def server_environment(args: argparse.Namespace) -> dict[str, str]:
         env.WORKER_TIMEOUT: os.environ.get(env.WORKER_TIMEOUT, str(worker_timeout)),
         "GUNICORN_CMD_ARGS": "--no-control-socket",
     }
+    if registered:
+        environment[env.REGISTERED_MODELS] = registered_models.encode(registered)
+    if run_dir is not None:  # gunicorn would otherwise chdir back to where it was first imported
+        environment["GUNICORN_CMD_ARGS"] += f" --chdir {shlex.quote(str(run_dir.resolve()))}"
     if args.service_name:
         environment[env.SERVICE_NAME] = args.service_name
     if args.collect_model_data:
@@ -184,6 +224,45 @@ def server_environment(args: argparse.Namespace) -> dict[str, str]:
     return environment
 
 
+def lay_out_models(run_dir: Path, model_dir: Path, service_name: str, registered: Sequence[RegisteredModel]) -> Path:
+    """`run_dir/azureml-models/` as the image has it, as symbolic links to `model_dir` (nothing copied):
+    the v1 layout's folder becomes `azureml-models` itself, a flat one `azureml-models/<service>`.
+    Returns the link. A previous layout is replaced; a folder holding real files is never deleted."""
+    models = run_dir / MODELS_DIR
+    if models.is_symlink():
+        models.unlink()
+    elif models.exists():
+        if any(not path.is_symlink() and not path.is_dir() for path in models.rglob("*")):
+            raise ValueError(f"{models} holds files that are not links to a model folder; allowed: an empty --run-dir")
+        shutil.rmtree(models)
+    link = run_dir / models_subdir(service_name, registered)
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(model_dir.resolve(), target_is_directory=True)
+    return link
+
+
+def _remove_at_exit(run_dir: Path) -> None:
+    """Delete our private run directory when this process (the gunicorn master) exits; its forked
+    workers inherit the handler and must leave the directory alone."""
+    owner = os.getpid()
+
+    def remove() -> None:
+        if os.getpid() == owner:
+            shutil.rmtree(run_dir, ignore_errors=True)
+
+    atexit.register(remove)
+
+
+def _enter(run_dir: Path) -> None:
+    """Make this process's import paths independent of the working directory, then move into `run_dir`."""
+    sys.path[:] = [os.path.abspath(entry) if entry else os.getcwd() for entry in sys.path]
+    if os.environ.get("PYTHONPATH"):
+        os.environ["PYTHONPATH"] = os.pathsep.join(
+            os.path.abspath(entry) for entry in os.environ["PYTHONPATH"].split(os.pathsep) if entry
+        )
+    os.chdir(run_dir)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = _parser()
     args = parser.parse_args(argv)
@@ -191,8 +270,25 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--entry-script: {args.entry_script} is not a file")
     if not args.model_dir.is_dir():
         parser.error(f"--model-dir: {args.model_dir} is not a directory")
-    environment = server_environment(args)
+    registered, issues = model_layout(args.model_dir.resolve(), "--model-dir")
+    if issues:
+        parser.error("; ".join(f"{issue.value}: {issue.problem}" for issue in issues))
+    if args.run_dir is None:
+        label = re.sub(r"[^A-Za-z0-9_.-]", "_", args.service_name or "model")
+        run_dir = Path(tempfile.mkdtemp(prefix=f"aksinf-{label}-"))
+        _remove_at_exit(run_dir)
+        # A SIGTERM before gunicorn installs its handlers would end the process without atexit: exit cleanly.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+    else:
+        run_dir = args.run_dir.resolve()
+        run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        lay_out_models(run_dir, args.model_dir, args.service_name or args.model_dir.resolve().name, registered)
+    except (OSError, ValueError) as error:
+        parser.error(f"--run-dir: {error}")
+    environment = server_environment(args, run_dir, registered)
     os.environ.update(environment)
+    _enter(run_dir)
 
     from aksinf_runtime import serve
 

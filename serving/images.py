@@ -2,8 +2,15 @@
 same environment, and a service image per service on top of it.
 
 environment tag = hash(base image, extra Docker steps, conda file or environment spec, server version,
-                       aksinf_runtime's files and pinned dependencies)
-service tag     = hash(environment tag, every included file's relative path and bytes)
+                       aksinf_runtime's files (its v1 compat tree included) and pinned dependencies)
+service tag     = hash(environment tag, every included file's relative path and bytes
+                       [, "layout": "v1" for a v1-layout model folder])
+
+Models land where v1 put them (`serving.translate.models_subdir`): a v1-layout model folder
+(`model/<name>/<version>/...`) becomes `/var/azureml-app/azureml-models/<name>/<version>/...`, a flat
+one `/var/azureml-app/azureml-models/<service>/...`. The same files in the other layout are a
+different image, so the v1 layout is part of the service tag; a flat service's tag is computed as
+before.
 
 Tags are 20 hex characters (80 bits): collision-free in practice for any registry, short to read.
 No Docker engine is needed to compute them; build contexts are laid out as plain files.
@@ -19,7 +26,9 @@ from functools import cache
 from pathlib import Path
 from string import Template
 
+from aksinf_runtime import environment as runtime_env
 from serving.hashing import IgnoreRules, StatCache, included_files
+from serving.translate import MODELS_DIR, model_environment, models_subdir
 
 TAG_LENGTH = 20
 SERVER_VERSION = "1.5.1"  # azureml-inference-server-http, as pinned in requirements.lock
@@ -33,10 +42,14 @@ RUNTIME_PINS = ("azure-storage-blob==12.31.1", "azure-identity==1.27.0")
 
 @cache
 def runtime_files() -> tuple[tuple[str, str], ...]:
-    """aksinf_runtime's modules and their sha256: part of every environment image, so of its tag."""
-    return tuple(
-        (path.name, hashlib.sha256(path.read_bytes()).hexdigest()) for path in sorted(RUNTIME_DIR.glob("*.py"))
+    """aksinf_runtime's modules (the v1 compat tree included; paths relative to the package) and their
+    sha256: part of every environment image, so of its tag."""
+    names = sorted(
+        path.relative_to(RUNTIME_DIR).as_posix()
+        for path in RUNTIME_DIR.rglob("*.py")
+        if "__pycache__" not in path.relative_to(RUNTIME_DIR).parts
     )
+    return tuple((name, hashlib.sha256((RUNTIME_DIR / name).read_bytes()).hexdigest()) for name in names)
 
 
 def _tag(payload: dict) -> str:
@@ -70,7 +83,7 @@ class EnvironmentSpec:
         directory.mkdir(parents=True, exist_ok=True)
         (directory / "Dockerfile").write_text(self.dockerfile())
         (directory / "conda.yml").write_bytes(self.conda)
-        for name, _ in runtime_files():
+        for name, _ in runtime_files():  # relative paths: compat/azureml/... keeps its tree
             _copy(RUNTIME_DIR / name, directory / "aksinf_runtime" / name)
         return directory
 
@@ -85,21 +98,39 @@ class ServiceImage:
     source_files: tuple[str, ...]
     model_files: tuple[str, ...]
     digests: tuple[tuple[str, str], ...]  # (context path, sha256) for every file
+    model_environment: tuple[tuple[str, str], ...] = ()  # AZUREML_MODEL_DIR and AKSINF_REGISTERED_MODELS
+    models_path: str = ""  # where models/ goes under /var/azureml-app (default: azureml-models/<name>)
 
     @property
     def repository(self) -> str:
         return f"aksinf/{self.name}"
 
     @property
+    def models_subdir(self) -> str:
+        """Where `models/` goes under /var/azureml-app (serving.translate.models_subdir)."""
+        return self.models_path or f"{MODELS_DIR}/{self.name}"
+
+    @property
+    def v1_layout(self) -> bool:
+        return self.models_subdir == MODELS_DIR
+
+    @property
     def tag(self) -> str:
-        return _tag({"environment": self.environment.tag, "files": list(self.digests)})
+        payload: dict = {"environment": self.environment.tag, "files": list(self.digests)}
+        if self.v1_layout:  # same files, other places: another image (flat tags keep their old formula)
+            payload["layout"] = "v1"
+        return _tag(payload)
 
     def dockerfile(self, environment_image: str) -> str:
+        environment = dict(self.model_environment) or {runtime_env.MODEL_DIR: f"/var/azureml-app/{self.models_subdir}"}
         return Template((TEMPLATES / "Dockerfile.service").read_text()).substitute(
             environment_image=environment_image,
             source_dir_name=self.source_dir.name,
             entry_script=self.entry_script,
             service=self.name,
+            models_path=self.models_subdir,
+            # empty values (a flat service's AKSINF_REGISTERED_MODELS) are left out: unset reads the same
+            model_environment=" \\\n    ".join(f"{name}={value}" for name, value in environment.items() if value),
         )
 
     def write_context(self, directory: Path, environment_image: str) -> Path:
@@ -150,7 +181,11 @@ def service_image(service, cache: StatCache | None = None) -> ServiceImage:
         + [(f"models/{rel}", cache.digest(model_dir / rel)) for rel in models]
     )
     entry = service.entry_script.resolve().relative_to(source_dir.resolve()).as_posix()
-    return ServiceImage(service.name, environment_for(service), source_dir, entry, model_dir, tuple(source), tuple(models), digests)
+    return ServiceImage(
+        service.name, environment_for(service), source_dir, entry, model_dir, tuple(source), tuple(models), digests,
+        model_environment=tuple(model_environment(service).items()),
+        models_path=models_subdir(service.name, service.registered_models).as_posix(),
+    )
 
 
 ROUTER_REPOSITORY = "aksinf/router"

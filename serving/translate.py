@@ -3,15 +3,22 @@
 Local mode and the cluster deployer both call these, so a service routes, queues, scales and times
 out the same way on a laptop and on AKS: the router's route (`route_for`), the autoscaler's
 settings (`autoscale_settings`), the discovery annotations a model Service carries
-(`discovery_annotations`), the gunicorn hard timeout (`worker_timeout_seconds`) and the name of
-its Kubernetes objects (`workload_name`).
+(`discovery_annotations`), the gunicorn hard timeout (`worker_timeout_seconds`), the name of
+its Kubernetes objects (`workload_name`), and where its models are and what `AZUREML_MODEL_DIR` says
+(`models_subdir`, `model_dir_for`, `model_environment`): the image and the local launcher lay models
+out by the same rule.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from pathlib import PurePath, PurePosixPath
+from typing import TypeVar
 
-from contract.service import ModelService
+from aksinf_runtime import environment as runtime_env
+from aksinf_runtime import registered_models
+from contract.service import ModelService, RegisteredModel
 from router.autoscaler import AutoscaleSettings
 from router.discovery import annotations_for
 from router.spec import ServiceRoute
@@ -20,6 +27,42 @@ from router.spec import ServiceRoute
 FIXED_SCALE_PURPOSE = "DevTest"
 V1_WORKER_TIMEOUT_SECONDS = 300  # gunicorn's hard kill in v1's images
 WORKLOAD_PREFIX = "model-"
+MODELS_DIR = registered_models.MODELS_DIR  # "azureml-models", relative to the working directory (v1)
+IMAGE_APP_ROOT = PurePosixPath("/var/azureml-app")  # the model image's working directory, as in v1
+
+PathT = TypeVar("PathT", bound=PurePath)
+
+
+def models_subdir(service_name: str, registered: Sequence[RegisteredModel]) -> PurePosixPath:
+    """Where a service's model folder goes, relative to the working directory.
+
+    v1 layout (`model/<name>/<version>/...`): the folder *is* v1's `azureml-models/` tree, so its
+    contents go to `azureml-models/` and `Model.get_model_path(name)` finds them. Flat: as before,
+    `azureml-models/<service>/`."""
+    return PurePosixPath(MODELS_DIR) if registered else PurePosixPath(MODELS_DIR, service_name)
+
+
+def model_dir_for(registered: Sequence[RegisteredModel], models_root: PathT, flat_dir: PathT) -> PathT:
+    """v1's `AZUREML_MODEL_DIR` rule: one registered model -> `<models_root>/<name>/<version>`; several
+    (two versions of one name count as two) -> `<models_root>` (the `azureml-models` folder); a flat
+    model folder -> `flat_dir`, where the deployer put it."""
+    if len(registered) == 1:
+        name, version = registered[0]
+        return models_root / name / str(version)
+    return models_root if registered else flat_dir
+
+
+def registered_models_value(service: ModelService) -> str:
+    """`AKSINF_REGISTERED_MODELS` for a service: `name:version,...`, empty for a flat model folder."""
+    return registered_models.encode(service.registered_models)
+
+
+def model_environment(service: ModelService) -> dict[str, str]:
+    """The model variables of the service's container (its image sets them; a Pod spec may repeat them):
+    `AZUREML_MODEL_DIR` by v1's rule under `/var/azureml-app`, and `AKSINF_REGISTERED_MODELS`."""
+    root = IMAGE_APP_ROOT / MODELS_DIR
+    model_dir = model_dir_for(service.registered_models, root, IMAGE_APP_ROOT / models_subdir(service.name, ()))
+    return {runtime_env.MODEL_DIR: str(model_dir), runtime_env.REGISTERED_MODELS: registered_models_value(service)}
 
 
 def workload_name(service_name: str) -> str:

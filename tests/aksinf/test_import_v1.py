@@ -86,7 +86,7 @@ def test_import_v1_reports_every_problem(tmp_path, capsys):
 @pytest.mark.parametrize(
     "deploy_text, fragment",
     [
-        (None, "cannot be read"),
+        (None, "file not found"),
         ("{oops", "is not valid JSON: Expecting property name"),
         ("[]", "must be a JSON object"),
     ],
@@ -116,3 +116,32 @@ def test_import_v1_rejects_bad_name_and_path(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2
     assert "--name 'No'" in err and f"--path {tmp_path / 'x'}: is not a directory" in err
+
+
+def test_import_v1_advice_for_a_yaml_inference_config_works(tmp_path, capsys):
+    """A YAML inference config is to be copied as inferenceconfig.yml (not .json), and the folder then loads."""
+    folder = tmp_path / "svc"
+    shutil.copytree(SAMPLE, folder, ignore=shutil.ignore_patterns("inferenceconfig.json", "deploymentconfig.json", "__pycache__"))
+    given = folder / "inference_config_aks.yml"  # the name the v1 project used
+    given.write_text(yaml.safe_dump(json.loads((SAMPLE / "inferenceconfig.json").read_text())))
+    deploy_file = tmp_path / "deployment_config_aks.yaml"
+    deploy_file.write_text("computeType: AKS\nnumReplicas: 2\n")
+    code = cli.main(["import-v1", "--deploy-config", str(deploy_file), "--inference-config", str(given), "--name", "from-yaml"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert f"note: copy {given} to {folder / 'inferenceconfig.yml'}" in err
+    assert "inferenceconfig.json" not in err
+    shutil.copy(given, folder / "inferenceconfig.yml")  # follow the advice
+    entry = yaml.safe_load(out)["aks-inference:models"][0]
+    service = load_service(entry["path"], entry["name"], entry["deployment"])
+    assert service.inference.entry_script == "score.py" and service.deployment.num_replicas == 2
+    cli.main(["import-v1", "--deploy-config", str(deploy_file), "--inference-config", str(folder / "inferenceconfig.yml"), "--name", "from-yaml"])
+    assert "note: copy" not in capsys.readouterr().err  # now in place
+
+
+def test_import_v1_bad_yaml_names_the_file(tmp_path, capsys):
+    deploy_file = tmp_path / "deploymentconfig.yml"
+    deploy_file.write_text("computeType: [AKS\n")
+    code = cli.main(["import-v1", "--deploy-config", str(deploy_file), "--inference-config", str(SAMPLE / "inferenceconfig.json"), "--name", "diabetes"])
+    assert code == 2
+    assert f"--deploy-config {deploy_file}: is not valid YAML" in capsys.readouterr().err

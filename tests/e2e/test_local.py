@@ -103,6 +103,8 @@ def test_load_scales_up_within_seconds_and_back_down_after_the_window(slow_servi
         assert platform.control_plane.history["slow"][-1][1] == 1
         metrics = httpx.get(f"http://127.0.0.1:{platform.metrics_port}/metrics").text
         assert 'aksinf_scaling_decisions_total{direction="up",service="slow"}' in metrics
+        # The same status server as in a pod: ready once Envoy serves every file as last written (milliseconds).
+        _wait(lambda: httpx.get(f"http://127.0.0.1:{platform.metrics_port}/ready").json() == {"ready": True}, timeout=5)
 
 
 def test_scale_down_drains_in_flight_requests(slow_service, tmp_path):

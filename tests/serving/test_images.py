@@ -1,5 +1,6 @@
 """Content-hashed image tags and build contexts (no Docker engine: contexts are checked as files)."""
 
+import dataclasses
 import json
 import os
 import shutil
@@ -194,3 +195,62 @@ def test_services_with_the_same_environment_share_it(service_dir, tmp_path):
     second = service_image(load_service(other, "diabetes-two"))
     assert first.environment.tag == second.environment.tag and first.tag != second.tag
     assert isinstance(first, ServiceImage)
+
+
+# ----------------------------------------------------------------------------- v1 model layout, compat tree
+
+
+@pytest.fixture
+def v1_service_dir(service_dir, tmp_path):
+    """A copy of the sample with its models in v1's layout (diabetes-ridge 1 and 2, scaler 1) instead of flat."""
+    folder = tmp_path / "v1svc"
+    shutil.copytree(service_dir, folder)
+    models = folder / "model"
+    pkl = next(models.glob("*.pkl")).read_bytes()
+    shutil.rmtree(models)
+    for rel in ("diabetes-ridge/1/model.pkl", "diabetes-ridge/2/model.pkl", "scaler/1/scaler/params.json"):
+        _touch_content(_mkparents(models / rel), pkl if rel.endswith(".pkl") else b"{}")
+    return folder
+
+
+def _mkparents(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def test_a_v1_layout_lands_in_azureml_models_as_in_v1(v1_service_dir, tmp_path):
+    service = load_service(v1_service_dir, "diabetes")
+    image = service_image(service)
+    assert image.v1_layout and image.models_subdir == "azureml-models"
+    context = image.write_context(tmp_path / "ctx", "acr.example/aksinf/environment:x")
+    assert (context / "models" / "diabetes-ridge" / "2" / "model.pkl").is_file()
+    dockerfile = (context / "Dockerfile").read_text()
+    assert "COPY --chown=1000:1000 models/ /var/azureml-app/azureml-models/\n" in dockerfile
+    assert "AZUREML_MODEL_DIR=/var/azureml-app/azureml-models \\" in dockerfile  # several models: the root
+    assert "AKSINF_REGISTERED_MODELS=diabetes-ridge:1,diabetes-ridge:2,scaler:1 \\" in dockerfile
+    assert "WORKDIR /var/azureml-app" in dockerfile  # relative azureml-models/... resolves
+
+
+def test_one_registered_model_is_azureml_model_dir(v1_service_dir, tmp_path):
+    shutil.rmtree(v1_service_dir / "model" / "scaler")
+    shutil.rmtree(v1_service_dir / "model" / "diabetes-ridge" / "1")
+    dockerfile = service_image(load_service(v1_service_dir, "diabetes")).dockerfile("env:x")
+    assert "AZUREML_MODEL_DIR=/var/azureml-app/azureml-models/diabetes-ridge/2 \\" in dockerfile
+
+
+def test_flat_tags_keep_their_formula_and_the_v1_layout_is_part_of_the_tag(service_dir, v1_service_dir):
+    flat = service_image(load_service(service_dir, "diabetes"))
+    assert flat.tag == images._tag({"environment": flat.environment.tag, "files": list(flat.digests)})
+    assert "AKSINF_REGISTERED_MODELS" not in flat.dockerfile("env:x")  # unset for a flat folder
+    v1 = service_image(load_service(v1_service_dir, "diabetes"))
+    same_files_flat = dataclasses.replace(v1, models_path="", model_environment=())
+    assert v1.tag != same_files_flat.tag  # same bytes in other places: another image
+
+
+def test_the_v1_compat_tree_ships_in_the_environment_image(tmp_path):
+    names = [name for name, _ in runtime_files()]
+    assert "compat/azureml/core/model.py" in names and "compat/azureml/monitoring/__init__.py" in names
+    assert "compat/azureml/__init__.py" not in names  # a namespace package: a real azureml always merges first
+    assert names == sorted(names) and not any("__pycache__" in name for name in names)
+    context = EnvironmentSpec("base", "", b"dependencies: []\n").write_context(tmp_path / "env")
+    assert (context / "aksinf_runtime" / "compat" / "azureml" / "core" / "model.py").is_file()

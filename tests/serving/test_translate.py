@@ -1,8 +1,12 @@
 """The v1-service translations shared by local mode and the cluster: route, autoscaling, annotations, timeouts."""
 
+import importlib.util
+import shutil
+from pathlib import Path, PurePosixPath
+
 import pytest
 
-from contract.service import load_service
+from contract.service import RegisteredModel, load_service
 from contract.stack import PROJECT_ROOT
 from contract.v1_files import DeploymentConfig
 from router import spec
@@ -11,12 +15,17 @@ from serving.translate import (
     autoscale_settings,
     discovery_annotations,
     initial_replicas,
+    model_dir_for,
+    model_environment,
+    models_subdir,
+    registered_models_value,
     route_for,
     worker_timeout_seconds,
     workload_name,
 )
 
 SAMPLE = PROJECT_ROOT / "examples" / "models" / "diabetes"
+V1_EXAMPLES = PROJECT_ROOT / "examples" / "v1"  # models built by `make` (examples/v1/train.py)
 OVERRIDES = {
     "autoScaler": {"autoscaleEnabled": True, "minReplicas": 2, "maxReplicas": 6, "targetUtilization": 50},
     "maxConcurrentRequestsPerContainer": 3,
@@ -81,3 +90,56 @@ def test_router_defaults_are_the_v1_defaults():
     assert spec.DEFAULT_SCORING_TIMEOUT_MS == v1.scoring_timeout_ms
     assert spec.DEFAULT_MAX_CONCURRENT == v1.max_concurrent_requests_per_container
     assert spec.DEFAULT_MAX_QUEUE_WAIT_MS == v1.max_queue_wait_ms
+
+
+# ----------------------------------------------------------------------------- where models are
+
+
+M = RegisteredModel
+ROOT = PurePosixPath("/var/azureml-app/azureml-models")
+FLAT = ROOT / "svc"
+
+
+@pytest.mark.parametrize(
+    ("registered", "expected"),
+    [
+        ((M("churn", 3),), ROOT / "churn" / "3"),  # one model: its version folder, as v1
+        ((M("churn", 1), M("fraud", 2)), ROOT),  # several: the azureml-models root, as v1
+        ((M("churn", 1), M("churn", 2)), ROOT),  # two versions of one name are two models
+        ((), FLAT),  # flat: where the deployer put the folder
+    ],
+)
+def test_azureml_model_dir_follows_v1s_rule(registered, expected):
+    assert model_dir_for(registered, ROOT, FLAT) == expected
+
+
+def test_models_go_where_v1_put_them():
+    assert models_subdir("svc", (M("churn", 1),)) == PurePosixPath("azureml-models")
+    assert models_subdir("svc", ()) == PurePosixPath("azureml-models/svc")
+
+
+def v1_example(root: Path, name: str) -> Path:
+    """A copy of examples/v1/<name> with its models built (examples/v1/train.py, as `make` runs it)."""
+    spec = importlib.util.spec_from_file_location("v1_examples_train", V1_EXAMPLES / "train.py")
+    train = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train)
+    root = root / f"{name}-root"
+    shutil.copytree(V1_EXAMPLES / name, root / name, ignore=shutil.ignore_patterns("model", "__pycache__"))
+    train.main(["--root", str(root)])  # builds every example's models under root; we use one
+    return root / name
+
+
+def test_model_environment_of_the_examples(tmp_path):
+    flat = load_service(SAMPLE, "diabetes")
+    assert model_environment(flat) == {"AZUREML_MODEL_DIR": "/var/azureml-app/azureml-models/diabetes", "AKSINF_REGISTERED_MODELS": ""}
+    one = load_service(v1_example(tmp_path, "mlopspython"), "mlops-diabetes")
+    assert model_environment(one) == {
+        "AZUREML_MODEL_DIR": "/var/azureml-app/azureml-models/diabetes_regression_model.pkl/3",
+        "AKSINF_REGISTERED_MODELS": "diabetes_regression_model.pkl:3",
+    }
+    several = load_service(v1_example(tmp_path, "multi-model"), "multi-model")
+    assert model_environment(several) == {
+        "AZUREML_MODEL_DIR": "/var/azureml-app/azureml-models",
+        "AKSINF_REGISTERED_MODELS": "diabetes-lasso:1,diabetes-ridge:1,diabetes-ridge:2",
+    }
+    assert registered_models_value(several) == model_environment(several)["AKSINF_REGISTERED_MODELS"]
