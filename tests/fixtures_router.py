@@ -172,3 +172,20 @@ def router_status():
 
 def with_endpoints(route: ServiceRoute, *models: FakeModel) -> ServiceRoute:
     return replace(route, endpoints=tuple(m.endpoint for m in models))
+
+
+PRIMARY, SECONDARY = "p" * 32, "s" * 32
+
+
+def render_settings(tmp_path, **kwargs) -> RouterSettings:
+    """Settings for rendering only (no Envoy runs on these ports)."""
+    return RouterSettings(config_dir=tmp_path, listen_port=18080, admin_port=19901, **kwargs)
+
+
+def sample_routes() -> list[ServiceRoute]:
+    """One service per auth mode, with and without replicas."""
+    return [
+        ServiceRoute("keyed", keys=(PRIMARY, SECONDARY), endpoints=(Endpoint("127.0.0.1", 5001), Endpoint("127.0.0.1", 5002))),
+        ServiceRoute("tokened", auth="token", endpoints=(Endpoint("127.0.0.1", 5003),)),
+        ServiceRoute("open", auth="none", scoring_timeout_ms=120_000, max_concurrent=4),
+    ]

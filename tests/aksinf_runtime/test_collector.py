@@ -5,7 +5,6 @@ from __future__ import annotations
 import fcntl
 import os
 import time
-from pathlib import Path
 
 import numpy
 import pytest
@@ -13,28 +12,7 @@ import pytest
 from aksinf_runtime import ModelDataCollector, collector
 from aksinf_runtime.shipping import Shipper, ShipperSettings
 from aksinf_runtime.sinks import FolderSink, check_destination
-
-
-def settings(tmp_path: Path, destination: str | None, **overrides) -> ShipperSettings:
-    values = dict(
-        spool_root=tmp_path / "spool", destination=destination, flush_interval=0.05, batch_seconds=0.3,
-        retry_initial=0.1, retry_max=0.5, adopt_every_seconds=0.5, shutdown_seconds=5,
-    )
-    return ShipperSettings(**{**values, **overrides})
-
-
-def wait_for(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
-def numbered(shipper: Shipper, numbers, folder: str = "svc/model/1/inputs/2026/11/25/inputs") -> None:
-    for n in numbers:
-        assert shipper.enqueue(folder, f'{{"n":{n}}}\n', 1)
+from tests.fixtures_modeldata import numbered, shipper_settings, wait_for
 
 
 def test_a_killed_process_leaves_whole_lines_and_a_live_one_is_left_alone(tmp_path):
@@ -49,7 +27,7 @@ def test_a_killed_process_leaves_whole_lines_and_a_live_one_is_left_alone(tmp_pa
     fcntl.flock(lock, fcntl.LOCK_EX)
     try:
         out = tmp_path / "out"
-        shipper = Shipper(settings(tmp_path, out.as_uri()), FolderSink(out))
+        shipper = Shipper(shipper_settings(tmp_path, out.as_uri()), FolderSink(out))
         assert shipper.close() is True
         shipped = [p.read_bytes() for p in out.rglob("*.jsonl")]
         assert shipped == [b'{"n":0}\n{"n":1}\n']
@@ -59,7 +37,7 @@ def test_a_killed_process_leaves_whole_lines_and_a_live_one_is_left_alone(tmp_pa
 
 
 def test_memory_is_bounded_and_overflow_is_counted(tmp_path):
-    shipper = Shipper(settings(tmp_path, None, flush_interval=30, max_pending_records=5), None)
+    shipper = Shipper(shipper_settings(tmp_path, None, flush_interval=30, max_pending_records=5), None)
     accepted = [shipper.enqueue("svc/m/1/inputs/2026/11/25/inputs", '{"n":0}\n', 1) for _ in range(8)]
     assert accepted == [True] * 5 + [False] * 3
     assert shipper.stats.dropped_records == 3
@@ -68,7 +46,7 @@ def test_memory_is_bounded_and_overflow_is_counted(tmp_path):
 
 def test_a_full_spool_keeps_records_in_memory_until_uploads_free_space(tmp_path):
     out = tmp_path / "out"
-    shipper = Shipper(settings(tmp_path, out.as_uri(), max_spool_bytes=1), None)  # no sink yet: nothing drains
+    shipper = Shipper(shipper_settings(tmp_path, out.as_uri(), max_spool_bytes=1), None)  # no sink yet: nothing drains
     numbered(shipper, range(3))
     wait_for(lambda: shipper.stats.spooled_bytes > 0, 5, "the first records on disk")
     numbered(shipper, range(3, 6))
@@ -141,7 +119,7 @@ def test_rows_follow_v1_one_record_per_row():
 
 def test_a_burst_is_cut_into_batches_of_the_configured_size(tmp_path):
     out = tmp_path / "out"
-    shipper = Shipper(settings(tmp_path, out.as_uri(), flush_interval=0.5, batch_seconds=3600, batch_bytes=100), FolderSink(out))
+    shipper = Shipper(shipper_settings(tmp_path, out.as_uri(), flush_interval=0.5, batch_seconds=3600, batch_bytes=100), FolderSink(out))
     numbered(shipper, range(40))  # ~320 bytes, all in one flush
     assert shipper.close() is True
     blobs = sorted(out.rglob("*.jsonl"))
@@ -153,7 +131,7 @@ def test_adopted_batches_count_once_against_the_spool_bound(tmp_path):
     orphan = tmp_path / "spool" / "deadhost-7-0000cccc" / "sealed" / "svc"
     orphan.mkdir(parents=True)
     (orphan / "a.jsonl").write_bytes(b'{"n":0}\n' * 10)
-    shipper = Shipper(settings(tmp_path, None), None)  # no sink: nothing leaves the spool
+    shipper = Shipper(shipper_settings(tmp_path, None), None)  # no sink: nothing leaves the spool
     assert shipper.stats.adopted_segments == 1
     assert shipper.stats.spooled_bytes == 80
     assert shipper.close(timeout=0.1) is False

@@ -37,12 +37,15 @@ from router.discovery import (
 )
 from router.envoy_config import render_dynamic
 from router.envoy_files import InvalidConfig, validate_config
-from router.spec import Endpoint, JwtSettings, RouterSettings, ServiceRoute, TlsSettings
+from router.spec import Endpoint, JwtSettings, ServiceRoute, TlsSettings
 from tests.certs import self_signed
-from tests.fixtures_router import with_endpoints
-
-PRIMARY, SECONDARY = "p" * 32, "s" * 32
-
+from tests.fixtures_router import (
+    PRIMARY,
+    SECONDARY,
+    render_settings,
+    sample_routes,
+    with_endpoints,
+)
 
 OTHER_KEY = "o" * 32
 
@@ -53,18 +56,6 @@ ISSUER, AUDIENCE = "https://login.example/tenant/v2.0", "api://scoring"
 def score(router, name, key=None, body=b'{"data": [1]}', timeout=10.0):
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     return httpx.post(f"{router.url}/api/v1/service/{name}/score", content=body, headers=headers, timeout=timeout)
-
-
-def _settings(tmp_path, **kwargs):
-    return RouterSettings(config_dir=tmp_path, listen_port=18080, admin_port=19901, **kwargs)
-
-
-def _routes():
-    return [
-        ServiceRoute("keyed", keys=(PRIMARY, SECONDARY), endpoints=(Endpoint("127.0.0.1", 5001), Endpoint("127.0.0.1", 5002))),
-        ServiceRoute("tokened", auth="token", endpoints=(Endpoint("127.0.0.1", 5003),)),
-        ServiceRoute("open", auth="none", scoring_timeout_ms=120_000, max_concurrent=4),
-    ]
 
 
 def _jwks_file(directory):
@@ -83,15 +74,15 @@ def test_every_rendered_config_passes_envoy_validate(tmp_path, variant):
         "tls": lambda: {"tls": TlsSettings(*map(str, self_signed(tmp_path)[:2]))},
         "small-cap": lambda: {"max_request_bytes": 1024},
     }[variant]()
-    settings = _settings(tmp_path, **extra)
-    files = render_dynamic(_routes(), settings)
+    settings = render_settings(tmp_path, **extra)
+    files = render_dynamic(sample_routes(), settings)
     validate_config(files, settings)
-    assert files == render_dynamic(list(reversed(_routes())), settings)  # order-independent, deterministic
+    assert files == render_dynamic(list(reversed(sample_routes())), settings)  # order-independent, deterministic
 
 
 def test_validation_catches_a_broken_config(tmp_path):
-    settings = _settings(tmp_path)
-    files = copy.deepcopy(render_dynamic(_routes(), settings))
+    settings = render_settings(tmp_path)
+    files = copy.deepcopy(render_dynamic(sample_routes(), settings))
     files["cds.yaml"]["resources"][0]["lb_policy"] = "FASTEST"
     with pytest.raises(InvalidConfig, match="FASTEST"):
         validate_config(files, settings)

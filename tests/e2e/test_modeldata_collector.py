@@ -5,14 +5,14 @@ from __future__ import annotations
 import datetime
 import re
 import time
-from pathlib import Path
 
 import numpy
 
 from aksinf_runtime import ModelDataCollector, collector
-from aksinf_runtime.shipping import Shipper, ShipperSettings
+from aksinf_runtime.shipping import Shipper
 from aksinf_runtime.sinks import BlobSink
 from local.blob_emulator import BlobEmulator
+from tests.fixtures_modeldata import numbered, shipper_settings, wait_for
 
 CONTAINER = "modeldata"
 
@@ -22,27 +22,6 @@ BLOB_NAME = re.compile(
     r"(?P<yyyy>\d{4})/(?P<mm>\d{2})/(?P<dd>\d{2})/(?P<stem>[^/]+)-\d{8}T\d{6}Z-[^/]+-\d{6}\.jsonl$"
 )
 
-
-def settings(tmp_path: Path, destination: str | None, **overrides) -> ShipperSettings:
-    values = dict(
-        spool_root=tmp_path / "spool", destination=destination, flush_interval=0.05, batch_seconds=0.3,
-        retry_initial=0.1, retry_max=0.5, adopt_every_seconds=0.5, shutdown_seconds=5,
-    )
-    return ShipperSettings(**{**values, **overrides})
-
-
-def wait_for(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
-def numbered(shipper: Shipper, numbers, folder: str = "svc/model/1/inputs/2026/11/25/inputs") -> None:
-    for n in numbers:
-        assert shipper.enqueue(folder, f'{{"n":{n}}}\n', 1)
 
 
 def numbers_in(records_by_blob: dict[str, list[dict]]) -> list[int]:
@@ -89,7 +68,7 @@ def test_batches_land_at_the_v1_path_shape(blob_emulator, fresh_collection, monk
 def test_emulator_down_for_a_while_loses_no_record(tmp_path):
     emulator = BlobEmulator(tmp_path / "azurite").start()
     try:
-        shipper = Shipper(settings(tmp_path, emulator.container_url(CONTAINER)), BlobSink(emulator.container_url(CONTAINER)))
+        shipper = Shipper(shipper_settings(tmp_path, emulator.container_url(CONTAINER)), BlobSink(emulator.container_url(CONTAINER)))
         numbered(shipper, range(0, 20))
         wait_for(lambda: shipper.stats.uploaded_records == 20, 15, "the first batch")
 
@@ -112,7 +91,7 @@ def test_emulator_down_for_a_while_loses_no_record(tmp_path):
 
 def test_shutdown_flushes_what_is_not_yet_a_full_batch(blob_emulator, tmp_path):
     url = blob_emulator.container_url(CONTAINER)
-    shipper = Shipper(settings(tmp_path, url, batch_seconds=3600), BlobSink(url))
+    shipper = Shipper(shipper_settings(tmp_path, url, batch_seconds=3600), BlobSink(url))
     numbered(shipper, range(50))
     time.sleep(0.3)
     assert shipper.stats.uploaded_records == 0  # an hour-long batch is still open
@@ -124,13 +103,13 @@ def test_shutdown_flushes_what_is_not_yet_a_full_batch(blob_emulator, tmp_path):
 def test_batches_left_at_shutdown_are_shipped_by_the_next_process(tmp_path):
     emulator = BlobEmulator(tmp_path / "azurite")  # not started: the endpoint is down at shutdown
     url = emulator.container_url(CONTAINER)
-    first = Shipper(settings(tmp_path, url), BlobSink(url))
+    first = Shipper(shipper_settings(tmp_path, url), BlobSink(url))
     numbered(first, range(30))
     assert first.close(timeout=0.5) is False
     assert list((tmp_path / "spool" / first.owner / "sealed").rglob("*.jsonl"))
 
     with emulator:
-        second = Shipper(settings(tmp_path, url), BlobSink(url))
+        second = Shipper(shipper_settings(tmp_path, url), BlobSink(url))
         wait_for(lambda: second.stats.uploaded_records == 30, 20, "the adopted batches")
         assert second.close() is True
         assert numbers_in(emulator.records(CONTAINER)) == list(range(30))
