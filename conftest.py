@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.fixtures_pulumi",
     "tests.fixtures_router",
     "tests.fixtures_modeldata",
+    "tests.fixtures_services",
 ]

@@ -9,25 +9,18 @@ from pathlib import Path
 import pytest
 import yaml
 
-from contract.service import MAX_MODELS, RegisteredModel, ServiceConfigError, load_service, model_layout, read_document
+from contract.service import (
+    MAX_MODELS,
+    RegisteredModel,
+    ServiceConfigError,
+    load_service,
+    model_layout,
+    read_document,
+)
 from contract.stack import PROJECT_ROOT
 from contract.v1_files import deep_merge
 
 SAMPLE = PROJECT_ROOT / "examples" / "models" / "diabetes"
-
-
-ENTRY = "def init():\n    pass\n\n\ndef run(raw_data):\n    return raw_data\n"
-
-
-@pytest.fixture
-def service(tmp_path: Path) -> Path:
-    """A minimal v1 service folder."""
-    (tmp_path / "score.py").write_text(ENTRY)
-    (tmp_path / "inferenceconfig.json").write_text(json.dumps({"entryScript": "score.py"}))
-    (tmp_path / "deploymentconfig.json").write_text(json.dumps({"computeType": "AKS", "numReplicas": 2, "scoringTimeoutMs": 3000}))
-    (tmp_path / "model").mkdir()
-    (tmp_path / "model" / "weights.bin").write_bytes(b"\0")
-    return tmp_path
 
 
 def issues_of(excinfo) -> dict[str, str]:
