@@ -116,6 +116,8 @@ def load_stack(
         if all(s in parsed for s in needed):
             for issue in check(*(parsed[s] for s in needed)):
                 issues.append(ConfigIssue(issue.key, REDACTED if re.split(r"[.\[]", issue.key)[0] in secret else issue.value, issue.problem))
+    if deployment is not None:
+        issues += _plain_text_secrets(values, set(secret_keys))
     names = None
     if deployment is not None and "location" in parsed:
         names = Names(*deployment, parsed["location"])
@@ -124,6 +126,18 @@ def load_stack(
         raise ConfigError(issues)
     services = tuple(found.service for found in parsed.pop("services"))
     return LoadedStack(StackConfig.model_validate(parsed), services, names)
+
+
+def _plain_text_secrets(values: Mapping[str, Any], secret_keys: set[str]) -> list[ConfigIssue]:
+    """The router's TLS private key must reach Pulumi as a secret: a plain value would sit unencrypted in
+    the stack file and in the state's inputs. Checked where the program reads its config (the Pulumi
+    engine says which keys are secret), never for stack files read outside Pulumi."""
+    tls = values.get("tls")
+    if isinstance(tls, Mapping) and tls.get("key") and "tls" not in secret_keys:
+        return [ConfigIssue("tls.key", REDACTED,
+                            "is not a Pulumi secret; allowed: set it encrypted with "
+                            f"`pulumi config set --secret --path {NAMESPACE}:tls.key < key.pem`")]
+    return []
 
 
 def validate_stack_config(values: Mapping[str, Any], location: Any, secret_keys: Iterable[str] = ()) -> StackConfig:

@@ -34,6 +34,13 @@ def test_tls_problems_never_echo_the_secret(tls_pair):
     assert "BEGIN" not in message and run.resources == []
 
 
+def test_tls_key_must_be_a_pulumi_secret(tls_pair):
+    run = run_program("prod", with_config("prod", models=[DIABETES], tls=tls_pair))
+    message = str(run.error)
+    assert "tls.key" in message and "pulumi config set --secret" in message
+    assert "BEGIN" not in message and run.resources == []
+
+
 def test_router_objects(tls_pair):
     run = run_program("prod", prod_with({**tls_pair, "cname": "scoring.example.com"}, loadBalancer="internal", dnsLabel="contoso-scoring"), secret_keys=("aks-inference:tls",))
     assert run.error is None, run.error
