@@ -12,14 +12,18 @@ import pulumi
 import pulumi_azure_native.authorization as authorization
 import pulumi_azure_native.containerservice as containerservice
 import pulumi_azure_native.managedidentity as managedidentity
+import pulumi_azure_native.monitor as monitor
 import pulumi_kubernetes as k8s
 
 from components.azure_roles import (
     NETWORK_CONTRIBUTOR,
     assignment_name,
+    private_dns_grants,
     role_definition_id,
 )
 from components.cluster_profiles import (
+    CONTAINER_INSIGHTS_EXTENSION,
+    container_insights_rule,
     container_log_settings_manifest,
     kubeconfig_format,
     managed_cluster_profile,
@@ -28,6 +32,7 @@ from components.cluster_profiles import (
     nvidia_device_plugin_manifest,
     pool_profile,
 )
+from components.kubeconfig import convert_kubeconfig
 from contract.names import Names
 from contract.stack import StackConfig
 
@@ -42,6 +47,7 @@ class ClusterArgs:
     route_table_id: pulumi.Input[str] | None = None
     extra_authorized_ranges: pulumi.Input[list[str]] | None = None
     egress_ready: list[pulumi.Resource] | None = None
+    vnet_id: pulumi.Input[str] | None = None  # for the private-DNS grants on the VNet (components.azure_roles)
 
 
 def _api_server_allowlist(
@@ -81,6 +87,18 @@ class Cluster(pulumi.ComponentResource):
                 opts=child,
             )
             for label, scope in network_contributor_scopes(args.node_subnet_id, args.route_table_id).items()
+        ]
+        grants += [
+            authorization.RoleAssignment(
+                f"{name}-control-plane-{label}",
+                role_assignment_name=assignment_name(names.stack, "control-plane", label),
+                principal_id=self.identity.principal_id,
+                principal_type="ServicePrincipal",
+                role_definition_id=role_definition_id(role),
+                scope=scope,
+                opts=child,
+            )
+            for label, (role, scope) in private_dns_grants(config, args.vnet_id).items()
         ]
 
         self.cluster = containerservice.ManagedCluster(
@@ -125,8 +143,11 @@ class Cluster(pulumi.ComponentResource):
             resource_name=self.cluster.name,
             format=kubeconfig_format(config),
         )
+        # Entra-only clusters: the exec plugin signs in the way cluster.kubeLogin says (CI: azurecli), never by device code.
         self.kubeconfig = pulumi.Output.secret(
-            credentials.kubeconfigs.apply(lambda kcs: base64.b64decode(kcs[0].value).decode())
+            credentials.kubeconfigs.apply(
+                lambda kcs: convert_kubeconfig(base64.b64decode(kcs[0].value).decode(), config.cluster.kube_login)
+            )
         )
         self.k8s_provider = k8s.Provider(
             f"{name}-k8s",
@@ -142,6 +163,23 @@ class Cluster(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=self, provider=self.k8s_provider, depends_on=list(self.pools.values())),
             )
         if config.monitoring.container_insights:
+            rule = monitor.DataCollectionRule(
+                f"{name}-container-insights-dcr",
+                data_collection_rule_name=f"MSCI-{config.location}-{names.of('aks')}"[:64],
+                resource_group_name=args.resource_group_name,
+                location=config.location,
+                **container_insights_rule(args.workspace_id),
+                tags=tags,
+                opts=child,
+            )
+            monitor.DataCollectionRuleAssociation(
+                f"{name}-container-insights-dcra",
+                association_name=CONTAINER_INSIGHTS_EXTENSION,
+                resource_uri=self.cluster.id,
+                data_collection_rule_id=rule.id,
+                description="Container Insights for this cluster: deleting it stops the agent's data collection.",
+                opts=child,
+            )
             k8s.core.v1.ConfigMap(
                 f"{name}-container-insights-settings",
                 **container_log_settings_manifest(),

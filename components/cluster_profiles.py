@@ -128,6 +128,8 @@ def api_server_access_profile(config: StackConfig, authorized_ip_ranges: object 
     profile: dict = {"disable_run_command": True}
     if config.cluster.private_cluster:
         profile["enable_private_cluster"] = True
+        # system | none | a zone id (https://learn.microsoft.com/azure/aks/private-clusters); grants: components.azure_roles.
+        profile["private_dns_zone"] = config.cluster.private_dns_zone
     elif authorized_ip_ranges is not None:
         profile["authorized_ip_ranges"] = authorized_ip_ranges
     return profile
@@ -161,8 +163,56 @@ def addon_profiles(config: StackConfig, workspace_id: object) -> dict:
     Container Insights (the omsagent add-on) sending to the stack's workspace if on."""
     addons: dict = {"azurepolicy": {"enabled": True}}
     if config.monitoring.container_insights:
-        addons["omsagent"] = {"enabled": True, "config": {"logAnalyticsWorkspaceResourceID": workspace_id}}
+        # Managed-identity authentication: legacy agent authentication is retired and ingests nothing after
+        # 2026-09-30 (https://learn.microsoft.com/azure/azure-monitor/containers/container-insights-authentication).
+        addons["omsagent"] = {"enabled": True, "config": {"logAnalyticsWorkspaceResourceID": workspace_id, "useAADAuth": "true"}}
     return addons
+
+
+# What the Container Insights agent sends with managed-identity authentication: ContainerLogV2 (the README's
+# queries) and the Kubernetes inventory, events and performance streams the Insights views read (the stream
+# list of https://learn.microsoft.com/azure/azure-monitor/containers/kubernetes-monitoring-enable, without the
+# legacy Microsoft-ContainerLog).
+CONTAINER_INSIGHTS_STREAMS = (
+    "Microsoft-ContainerLogV2",
+    "Microsoft-KubeEvents",
+    "Microsoft-KubePodInventory",
+    "Microsoft-KubeNodeInventory",
+    "Microsoft-KubePVInventory",
+    "Microsoft-KubeServices",
+    "Microsoft-KubeMonAgentEvents",
+    "Microsoft-InsightsMetrics",
+    "Microsoft-ContainerInventory",
+    "Microsoft-ContainerNodeInventory",
+    "Microsoft-Perf",
+)
+CONTAINER_INSIGHTS_EXTENSION = "ContainerInsightsExtension"
+_WORKSPACE_DESTINATION = "ciworkspace"
+
+
+def container_insights_rule(workspace_id: object) -> dict:
+    """The data collection rule of the Container Insights agent (managed identity): the ContainerInsights
+    extension's streams, all to the stack's workspace, ContainerLogV2 on. Its association with the cluster is
+    named CONTAINER_INSIGHTS_EXTENSION, as AKS's own onboarding names it."""
+    streams = list(CONTAINER_INSIGHTS_STREAMS)
+    return {
+        "kind": "Linux",
+        "description": "Container Insights (managed identity): ContainerLogV2, Kubernetes inventory, events and performance",
+        "data_sources": {
+            "extensions": [
+                {
+                    "name": CONTAINER_INSIGHTS_EXTENSION,
+                    "extension_name": "ContainerInsights",
+                    "streams": streams,
+                    "extension_settings": {
+                        "dataCollectionSettings": {"interval": "1m", "namespaceFilteringMode": "Off", "enableContainerLogV2": True}
+                    },
+                }
+            ]
+        },
+        "destinations": {"log_analytics": [{"name": _WORKSPACE_DESTINATION, "workspace_resource_id": workspace_id}]},
+        "data_flows": [{"streams": streams, "destinations": [_WORKSPACE_DESTINATION]}],
+    }
 
 
 def managed_cluster_profile(
@@ -173,6 +223,8 @@ def managed_cluster_profile(
     return {
         "kubernetes_version": cluster.kubernetes_version,
         "sku": {"name": "Base", "tier": cluster.sku_tier},
+        # Long-term support keeps a minor past its community end of life (contract/kubernetes_versions.py).
+        "support_plan": cluster.support_plan,
         "enable_rbac": True,
         "disable_local_accounts": cluster.disable_local_accounts,
         "aad_profile": aad_profile(config),

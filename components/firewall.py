@@ -1,7 +1,10 @@
-"""Egress lockdown: Azure Firewall + policy enforcing the allowlist, and the default route to it.
+"""Egress lockdown: Azure Firewall (with `egress.firewallPublicIps` public IPs) + policy enforcing the allowlist,
+and the default route to it; and the DNAT rule that publishes the router behind that firewall on its first public
+IP (`RouterDnat`), which also carries `router.dnsLabel` then.
 
 In `external` mode a network team owns the firewall: only the default route to
-`egress.nextHopIp` is created, and the allowlist is exported for them.
+`egress.nextHopIp` is created, and the allowlist is exported for them (publishing the
+router's internal load balancer is then theirs too).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from components.egress import APPLICATION_KINDS, EgressRule
 from contract.names import Names
 from contract.stack import StackConfig
 
+DNAT_RULES_PRIORITY = 100
 NETWORK_RULES_PRIORITY = 200
 APPLICATION_RULES_PRIORITY = 300
 
@@ -74,6 +78,21 @@ def network_rules(allowlist: list[EgressRule], sources: list[str]) -> list[netwo
     return rules
 
 
+def _ip_configurations(subnet_id: pulumi.Input[str], public_ip_ids: list[pulumi.Input[str]]) -> list[dict]:
+    """One ip configuration per public IP; only the first names the AzureFirewallSubnet, the others carry their
+    public IP alone, as Azure requires (https://learn.microsoft.com/azure/firewall/deploy-multi-public-ip-powershell)."""
+    return [
+        {"name": "egress", "subnet": {"id": subnet_id}, "public_ip_address": {"id": public_ip_ids[0]}},
+        *({"name": f"egress-{n}", "public_ip_address": {"id": ip_id}} for n, ip_id in enumerate(public_ip_ids[1:], start=2)),
+    ]
+
+
+def _published_label(config: StackConfig) -> dict | None:
+    """`router.dnsLabel` for a router published by DNAT: it names the firewall's first public IP, where clients
+    connect (on the router's internal load balancer the label would name nothing)."""
+    return {"domain_name_label": config.router.dns_label} if config.router_dnat and config.router.dns_label else None
+
+
 class Egress(pulumi.ComponentResource):
     def __init__(self, name: str, args: EgressArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("aks-inference:egress:Egress", name, None, opts)
@@ -82,26 +101,41 @@ class Egress(pulumi.ComponentResource):
         tags = names.tags(config.purpose)
         self.firewall = None
         self.public_ip = None
+        self.public_ips: list[network.PublicIPAddress] = []
+        self.public_ranges = None
+        self.policy = None
+        self.rule_groups: list[network.FirewallPolicyRuleCollectionGroup] = []
         if config.egress.mode == "firewall":
             sources = [config.network.node_subnet_cidr]
-            self.public_ip = network.PublicIPAddress(
-                f"{name}-firewall-ip",
-                public_ip_address_name=names.of("pip-fw"),
-                resource_group_name=args.resource_group_name,
-                location=config.location,
-                sku={"name": "Standard", "tier": "Regional"},
-                public_ip_allocation_method="Static",
-                tags=tags,
-                opts=child,
+            # `egress.firewallPublicIps` Standard static IPs: more SNAT ports (https://learn.microsoft.com/azure/firewall/deploy-multi-public-ip-powershell).
+            # The first keeps its original names, carries the DNAT rule and, for a router it publishes, `router.dnsLabel`.
+            self.public_ips = [
+                network.PublicIPAddress(
+                    f"{name}-firewall-ip" + (f"-{n}" if n > 1 else ""),
+                    public_ip_address_name=names.of("pip-fw" + (str(n) if n > 1 else "")),
+                    resource_group_name=args.resource_group_name,
+                    location=config.location,
+                    sku={"name": "Standard", "tier": "Regional"},
+                    public_ip_allocation_method="Static",
+                    dns_settings=_published_label(config) if n == 1 else None,
+                    tags=tags,
+                    opts=child,
+                )
+                for n in range(1, config.firewall_public_ip_count + 1)
+            ]
+            self.public_ip = self.public_ips[0]
+            # Where the firewall's traffic comes from, as /32s (the API server's authorized ranges include them).
+            self.public_ranges = pulumi.Output.all(*(ip.ip_address for ip in self.public_ips)).apply(
+                lambda ips: [f"{ip}/32" for ip in ips]
             )
-            policy = network.FirewallPolicy(
+            self.policy = policy = network.FirewallPolicy(
                 f"{name}-policy",
                 firewall_policy_name=names.of("fwpol"),
                 resource_group_name=args.resource_group_name,
                 location=config.location,
                 sku={"tier": "Standard"},
                 threat_intel_mode=config.egress.threat_intel_mode,
-                # FQDNs in network rules (ntp.ubuntu.com) need the firewall's DNS proxy.
+                # The DNS proxy resolves FQDNs in network rules (through the custom DNS servers when set).
                 dns_settings={"enable_proxy": True, "servers": list(config.network.dns_servers) or None},
                 tags=tags,
                 opts=child,
@@ -115,6 +149,7 @@ class Egress(pulumi.ComponentResource):
                 f"{name}-application-rules", "aks-application", APPLICATION_RULES_PRIORITY, policy, args,
                 application_rules(args.allowlist, sources), after=network_group,
             )
+            self.rule_groups = [network_group, application_group]
             self.firewall = network.AzureFirewall(
                 f"{name}-firewall",
                 azure_firewall_name=names.of("fw"),
@@ -122,9 +157,7 @@ class Egress(pulumi.ComponentResource):
                 location=config.location,
                 sku={"name": "AZFW_VNet", "tier": "Standard"},
                 firewall_policy={"id": policy.id},
-                ip_configurations=[
-                    {"name": "egress", "subnet": {"id": args.firewall_subnet_id}, "public_ip_address": {"id": self.public_ip.id}}
-                ],
+                ip_configurations=_ip_configurations(args.firewall_subnet_id, [ip.id for ip in self.public_ips]),
                 tags=tags,
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[application_group]),
             )
@@ -172,3 +205,52 @@ class Egress(pulumi.ComponentResource):
             ],
             opts=pulumi.ResourceOptions(parent=self, depends_on=[after] if after else None),
         )
+
+
+@dataclass
+class RouterDnatArgs:
+    resource_group_name: pulumi.Input[str]
+    egress: Egress  # the stack's firewall (egress.mode firewall)
+    router_ip: pulumi.Input[str]  # the router's internal load balancer IP
+    port: int  # the router Service's port: 443 with TLS, 80 without
+
+
+class RouterDnat(pulumi.ComponentResource):
+    """Publishes the router's internal load balancer on the firewall's public IP. Behind a default route to the
+    firewall, inbound traffic must enter through the firewall too, or replies leave by another path and are dropped
+    (https://learn.microsoft.com/azure/firewall/integrate-lb, https://learn.microsoft.com/azure/aks/limit-egress-traffic)."""
+
+    def __init__(self, name: str, args: RouterDnatArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("aks-inference:egress:RouterDnat", name, None, opts)
+        egress = args.egress
+        port = str(args.port)
+        rule = network.NatRuleArgs(
+            rule_type="NatRule",
+            name=f"router-{port}",
+            description="the router's internal load balancer, published on the firewall's public IP",
+            source_addresses=["*"],
+            destination_addresses=[egress.public_ip.ip_address],
+            destination_ports=[port],
+            ip_protocols=["TCP"],
+            translated_address=args.router_ip,
+            translated_port=port,
+        )
+        self.rule_group = network.FirewallPolicyRuleCollectionGroup(
+            f"{name}-dnat-rules",
+            rule_collection_group_name="aks-dnat",
+            firewall_policy_name=egress.policy.name,
+            resource_group_name=args.resource_group_name,
+            priority=DNAT_RULES_PRIORITY,
+            rule_collections=[
+                network.FirewallPolicyNatRuleCollectionArgs(
+                    rule_collection_type="FirewallPolicyNatRuleCollection",
+                    name="aks-dnat",
+                    priority=DNAT_RULES_PRIORITY,
+                    action=network.FirewallPolicyNatRuleCollectionActionArgs(type="DNAT"),
+                    rules=[rule],
+                )
+            ],
+            # Groups on one policy are written one after the other: concurrent PUTs fail.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[*egress.rule_groups, egress.firewall]),
+        )
+        self.register_outputs({"publishedIp": egress.public_ip.ip_address})

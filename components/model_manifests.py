@@ -224,6 +224,42 @@ def model_pod_spec(
     return pod_spec
 
 
+# pulumi-kubernetes waits 10 minutes for a Deployment to become ready, then fails the update
+# (https://www.pulumi.com/docs/iac/clouds/kubernetes/guides/await-logic/); the `pulumi.com/timeoutSeconds`
+# annotation sets that wait. A model's wait is its own startup budget plus what precedes the first probe.
+AWAIT_TIMEOUT_ANNOTATION = "pulumi.com/timeoutSeconds"
+IMAGE_PULL_SECONDS = 600  # a multi-GB model image pulled onto a fresh node
+# A pool at zero nodes first gets one: VM creation, node bootstrap and, on GPU pools, the NVIDIA driver install
+# (https://learn.microsoft.com/azure/aks/cluster-autoscaler, https://learn.microsoft.com/azure/aks/use-nvidia-gpu).
+NODE_PROVISIONING_SECONDS = 900
+
+
+def candidate_pools(service: ModelService, config: StackConfig) -> list:
+    """The user pools a replica can land on: GPU pools for GPU services, untainted CPU pools otherwise."""
+    if service.deployment.gpu_count:
+        return config.gpu_pools
+    return [p for p in config.pools if p.accelerator == "none" and not p.effective_taints]
+
+
+def await_timeout_seconds(service: ModelService, config: StackConfig) -> int:
+    """How long `pulumi up` waits for the Deployment: image pull + the startup probe's budget (v1's
+    initialDelaySeconds) + one readiness period, plus node provisioning when a pool it needs can be at zero
+    (the image pull alone is pulumi-kubernetes' default 10 minutes)."""
+    requirements = service.deployment.liveness_probe_requirements
+    budget = IMAGE_PULL_SECONDS + requirements.initial_delay_seconds + requirements.period_seconds
+    if any(pool.min_count == 0 for pool in candidate_pools(service, config)):
+        budget += NODE_PROVISIONING_SECONDS
+    return budget
+
+
+def deployment_metadata(service: ModelService, config: StackConfig) -> dict:
+    """The Deployment's metadata: the workload's, and how long `pulumi up` may wait for it."""
+    return {
+        **object_metadata(workload_name(service.name), service, config),
+        "annotations": {AWAIT_TIMEOUT_ANNOTATION: str(await_timeout_seconds(service, config))},
+    }
+
+
 def pod_labels(service: ModelService, config: StackConfig, *, workload_identity: bool) -> dict[str, str]:
     """The workload labels, plus the webhook's opt-in when the pod uses its workload identity."""
     labels = workload_labels(service, config)

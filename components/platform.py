@@ -10,9 +10,14 @@ import pulumi_azure_native.resources as resources
 
 from components.cluster import Cluster, ClusterArgs
 from components.egress import egress_allowlist
-from components.firewall import Egress, EgressArgs
+from components.firewall import Egress, EgressArgs, RouterDnat, RouterDnatArgs
 from components.monitoring import Monitoring, MonitoringArgs
-from components.network import Network, NetworkArgs
+from components.network import (
+    Network,
+    NetworkArgs,
+    RegistryEndpoint,
+    RegistryEndpointArgs,
+)
 from components.registry import Registry, RegistryArgs
 from contract.names import Names
 from contract.service import ModelService
@@ -45,9 +50,10 @@ class Platform(pulumi.ComponentResource):
         self.network = Network(f"{name}-network", NetworkArgs(config, names, rg_name), opts=child)
 
         self.registry_login_server = f"{names.registry}.azurecr.io"
-        self.egress_allowlist = egress_allowlist(config, self.registry_login_server)
+        collects = any(service.deployment.collects_model_data for service in args.services)
+        self.egress_allowlist = egress_allowlist(config, self.registry_login_server, names.model_data_account if collects else None)
         self.egress = None
-        if self.network.route_table is not None:
+        if config.routes_egress:
             self.egress = Egress(
                 f"{name}-egress",
                 EgressArgs(
@@ -60,7 +66,7 @@ class Platform(pulumi.ComponentResource):
                 ),
                 opts=child,
             )
-        firewall_ip = self.egress.public_ip if self.egress and self.egress.public_ip else None
+        firewall_ranges = self.egress.public_ranges if self.egress else None
         self.cluster = Cluster(
             f"{name}-cluster",
             ClusterArgs(
@@ -70,9 +76,11 @@ class Platform(pulumi.ComponentResource):
                 node_subnet_id=self.network.node_subnet.id,
                 workspace_id=self.monitoring.workspace.id,
                 route_table_id=self.network.route_table.id if self.network.route_table else None,
-                # With authorized IP ranges, the firewall's own address must reach the API server.
-                extra_authorized_ranges=firewall_ip.ip_address.apply(lambda ip: [f"{ip}/32"]) if firewall_ip else None,
-                egress_ready=[self.egress.default_route] if self.egress else None,
+                # With authorized IP ranges, the firewall's own addresses (every public IP it SNATs to) must reach the API server.
+                extra_authorized_ranges=firewall_ranges,
+                # Nodes need their egress path (the default route, and the peering to the hub it may lead to) at creation.
+                egress_ready=[*self.network.peerings, *([self.egress.default_route] if self.egress else [])],
+                vnet_id=self.network.vnet.id,
             ),
             opts=child,
         )
@@ -81,6 +89,14 @@ class Platform(pulumi.ComponentResource):
             RegistryArgs(config, names, rg_name, kubelet_object_id=self.cluster.kubelet_object_id),
             opts=child,
         )
+        pulls_ready: list[pulumi.Resource] = [self.registry]
+        if self.network.registry_subnet is not None:
+            self.registry_endpoint = RegistryEndpoint(
+                f"{name}-registry-endpoint",
+                RegistryEndpointArgs(config, names, rg_name, self.registry.registry.id, self.network),
+                opts=child,
+            )
+            pulls_ready.append(self.registry_endpoint)
         self.k8s_provider = self.cluster.k8s_provider
         self.models = self.router = None
         if config.models:
@@ -93,14 +109,25 @@ class Platform(pulumi.ComponentResource):
                 ModelServicesArgs(
                     config, args.services, self.registry_login_server, monitoring=(rg_name, self.monitoring.workspace.id),
                     names=names, oidc_issuer_url=self.cluster.oidc_issuer_url,
+                    registry_password=self.registry.push_password,
                 ),
-                opts=pulumi.ResourceOptions(parent=self, providers=on_cluster, depends_on=[self.registry]),
+                opts=pulumi.ResourceOptions(parent=self, providers=on_cluster, depends_on=pulls_ready),
             )
+            published_ip = self.egress.public_ip.ip_address if config.router_dnat else None
             self.router = RouterCluster(
                 f"{name}-router",
-                RouterClusterArgs(config, self.registry_login_server, args.services, list(self.models.namespaces.values())),
-                opts=pulumi.ResourceOptions(parent=self, providers=on_cluster, depends_on=[self.registry]),
+                RouterClusterArgs(
+                    config, self.registry_login_server, args.services, list(self.models.namespaces.values()),
+                    registry_password=self.registry.push_password, published_ip=published_ip,
+                ),
+                opts=pulumi.ResourceOptions(parent=self, providers=on_cluster, depends_on=pulls_ready),
             )
+            if config.router_dnat:
+                RouterDnat(
+                    f"{name}-router-dnat",
+                    RouterDnatArgs(rg_name, self.egress, self.router.load_balancer_ip, 443 if config.tls.enabled else 80),
+                    opts=child,
+                )
         self.register_outputs({"clusterName": self.cluster.cluster.name, "registryLoginServer": self.registry.login_server})
 
     def scoring_endpoints(self) -> dict:

@@ -17,6 +17,7 @@ import pulumi_kubernetes as k8s
 
 from components.router_manifests import (
     TLS_SECRET,
+    deployment_metadata,
     deployment_spec,
     hpa_spec,
     model_namespace_rules,
@@ -25,6 +26,7 @@ from components.router_manifests import (
     object_metadata,
     own_namespace_rules,
     pdb_spec,
+    pod_annotations,
     pod_spec,
     role_ref,
     router_environment,
@@ -48,6 +50,9 @@ class RouterClusterArgs:
     registry_server: str
     services: Sequence[ModelService]  # the model services the router discovers, reads the keys of and scales
     depends_on: list[pulumi.Resource]  # the model namespaces: its Roles live there
+    registry_password: pulumi.Input[str] | None = None  # deploy-time push token (components.registry)
+    # Where clients reach a router published by a firewall DNAT rule (the firewall's public IP), if so.
+    published_ip: pulumi.Input[str] | None = None
 
 
 def _load_balancer_ip(status: k8s.core.v1.outputs.ServiceStatus | None) -> str | None:
@@ -68,7 +73,7 @@ class RouterCluster(pulumi.ComponentResource):
         context, tag = router_build_context(BUILD_DIR / "router", PROJECT_ROOT)
         self.image = content_image(
             f"{name}-image", image_ref(args.registry_server, ROUTER_REPOSITORY, tag), context, args.registry_server,
-            pulumi.ResourceOptions(parent=self),
+            pulumi.ResourceOptions(parent=self), args.registry_password,
         )
         # The token is mounted by hand, into the control plane only (see router_manifests.pod_spec).
         account = k8s.core.v1.ServiceAccount(
@@ -111,8 +116,8 @@ class RouterCluster(pulumi.ComponentResource):
         pod = pod_spec(environment, tls.enabled, self.image.repo_digest)
         self.deployment = k8s.apps.v1.Deployment(
             f"{name}-deployment",
-            metadata=object_metadata(ROUTER_APP),
-            spec=deployment_spec(replicas, pod),
+            metadata=deployment_metadata(config),
+            spec=deployment_spec(replicas, pod, pod_annotations(config)),
             # The router's own HPA owns replicas after creation.
             opts=pulumi.ResourceOptions(parent=self, depends_on=[namespace, account], ignore_changes=["spec.replicas"]),
         )
@@ -124,10 +129,13 @@ class RouterCluster(pulumi.ComponentResource):
             spec=service_spec(tls.enabled),
             opts=in_namespace,
         )
-        # Known from config when a CNAME or DNS label names the router; otherwise only Azure's IP tells.
+        # The load balancer's IP once Azure gave it one (a firewall DNAT rule translates to it).
+        self.load_balancer_ip = self.service.status.apply(_load_balancer_ip)
+        # Known from config when a CNAME or DNS label names the router; otherwise the published or the LB's IP tells.
         configured_url = scoring_base_url(config)
         if configured_url:
             self.base_url = pulumi.Output.from_input(configured_url)
         else:
-            self.base_url = self.service.status.apply(lambda status: scoring_base_url(config, _load_balancer_ip(status)))
+            address = pulumi.Output.from_input(args.published_ip) if args.published_ip is not None else self.load_balancer_ip
+            self.base_url = address.apply(lambda ip: scoring_base_url(config, ip))
         self.register_outputs({"scoringBaseUrl": self.base_url})

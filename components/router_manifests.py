@@ -56,6 +56,19 @@ def object_metadata(name: str, namespace: str = ROUTER_NAMESPACE) -> dict:
     return {"name": name, "namespace": namespace, "labels": router_labels()}
 
 
+# On the router Deployment when the stack says `tls.allowInsecure: true` and gives no TLS pair: the policy
+# pack sees resources, not stack config, and its router-tls-production rule reads the choice here.
+TLS_INSECURE_ANNOTATION = "aks-inference/tls-allow-insecure"
+
+
+def deployment_metadata(config: StackConfig) -> dict:
+    """The router Deployment's metadata: `object_metadata`, plus the explicit plain-HTTP choice if made."""
+    metadata = object_metadata(ROUTER_APP)
+    if config.tls.allow_insecure and not config.tls.enabled:
+        metadata["annotations"] = {TLS_INSECURE_ANNOTATION: "true"}
+    return metadata
+
+
 def role_ref() -> dict[str, str]:
     """Every router RoleBinding binds the Role named like the router, in the binding's namespace."""
     return {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": ROUTER_APP}
@@ -139,12 +152,22 @@ def network_policies(environment: RouterEnvironment, tls_enabled: bool) -> dict[
     return {purpose: {"metadata": object_metadata(f"{ROUTER_APP}-{purpose}"), "spec": spec} for purpose, spec in specs.items()}
 
 
+# Envoy's container memory limit, and the heap budget Envoy is told (router/envoy_config.py refuses new
+# requests near it): the rest is for memory tcmalloc holds but does not count as heap, so a burst of
+# buffered uploads (up to the 100 MB body cap each) is refused instead of OOM-killing the container.
+ENVOY_MEMORY_LIMIT_BYTES = 1024 * 2**20
+ENVOY_HEAP_BYTES = ENVOY_MEMORY_LIMIT_BYTES * 3 // 4
+
+
 def router_environment(config: StackConfig, model_namespaces: Sequence[str]) -> RouterEnvironment:
-    """What both router containers are told: where the models are, the scoring port TLS implies, token auth."""
+    """What both router containers are told: where the models are, the scoring port TLS implies, token auth,
+    and how many router replicas share each service's limits (the number the Deployment starts with)."""
     auth = config.auth
     return RouterEnvironment(
         model_namespaces=tuple(model_namespaces),
         listen_port=RouterEnvironment().scoring_port(config.tls.enabled),
+        router_replicas=router_replicas(config),
+        envoy_heap_bytes=ENVOY_HEAP_BYTES,
         jwt_issuer=auth.issuer if auth else None,
         jwt_audience=auth.audience if auth else None,
         jwks_uri=auth.jwks_uri if auth else None,
@@ -243,7 +266,7 @@ def pod_spec(environment: RouterEnvironment, tls_enabled: bool, image: str) -> d
                 "env": env,
                 "ports": [{"name": "scoring", "containerPort": environment.scoring_port(tls_enabled)}],
                 **_probes(readiness={"tcpSocket": {"port": "scoring"}}, liveness={"tcpSocket": {"port": "scoring"}}),
-                "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"cpu": "2", "memory": "1Gi"}},
+                "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"cpu": "2", "memory": f"{ENVOY_MEMORY_LIMIT_BYTES // 2**20}Mi"}},
                 "securityContext": _hardened(),
                 "volumeMounts": mounts,
             },
@@ -252,12 +275,24 @@ def pod_spec(environment: RouterEnvironment, tls_enabled: bool, image: str) -> d
     }
 
 
-def deployment_spec(replicas: int, pod: dict) -> dict:
+# AKS's admission webhook points KUBERNETES_SERVICE_HOST at the API server's FQDN in pods that carry it, so the
+# control plane's API calls pass an FQDN firewall rule instead of needing one for the API server's IP
+# (https://learn.microsoft.com/azure/aks/outbound-rules-control-egress).
+KUBE_SERVICE_HOST_FQDN = "kubernetes.azure.com/set-kube-service-host-fqdn"
+
+
+def pod_annotations(config: StackConfig) -> dict[str, str]:
+    """The router pods' annotations: behind routed egress, reach the API server by its FQDN."""
+    return {KUBE_SERVICE_HOST_FQDN: "true"} if config.routes_egress else {}
+
+
+def deployment_spec(replicas: int, pod: dict, annotations: dict[str, str] | None = None) -> dict:
     """`replicas` is only the starting count: the router's HPA owns it after creation."""
+    metadata = {"labels": router_labels(), **({"annotations": annotations} if annotations else {})}
     return {
         "replicas": replicas,
         "selector": {"matchLabels": _router_pods()},
-        "template": {"metadata": {"labels": router_labels()}, "spec": pod},
+        "template": {"metadata": metadata, "spec": pod},
     }
 
 
@@ -277,11 +312,13 @@ def pdb_spec(replicas: int) -> dict:
 
 
 def service_annotations(config: StackConfig) -> dict[str, str]:
-    """Azure's cloud provider reads these: an internal (VNet-only) LoadBalancer, and the public IP's DNS label."""
+    """Azure's cloud provider reads these: an internal (VNet-only) LoadBalancer (asked for, or behind routed
+    egress: StackConfig.router_service_internal), and the public IP's DNS label."""
     annotations = {}
-    if config.router_load_balancer == "internal":
+    if config.router_service_internal:
         annotations["service.beta.kubernetes.io/azure-load-balancer-internal"] = "true"
-    if config.router.dns_label:
+    # A router published by DNAT has its label on the firewall's public IP instead (components/firewall.py).
+    if config.router.dns_label and not config.router_dnat:
         annotations["service.beta.kubernetes.io/azure-dns-label-name"] = config.router.dns_label
     return annotations
 

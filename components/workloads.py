@@ -18,6 +18,7 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from components import model_manifests as manifests
+from components.acr_login import ACR_USERNAME
 from components.modeldata import Collector, ModelDataStorage, ModelDataStorageArgs
 from contract.names import Names
 from contract.service import ModelService
@@ -41,19 +42,25 @@ class ModelWorkloadsArgs:
     key_versions: tuple[int, int] = (0, 0)  # primary, secondary: bump one to rotate it (v1 regen_key)
     monitoring: tuple[pulumi.Input[str], pulumi.Input[str]] | None = None  # (resource group, Log Analytics id)
     model_data: tuple[pulumi.Input[str], pulumi.Input[str]] | None = None  # (container URL, identity client id)
+    registry_password: pulumi.Input[str] | None = None  # deploy-time push token (components.registry)
 
 
 def image_ref(registry_server: str, repository: str, tag: str) -> str:
     return f"{registry_server}/{repository}:{tag}"
 
 
-def content_image(name: str, image_name: str, context: Path, registry_server: str, opts: pulumi.ResourceOptions) -> docker.Image:
-    """Build and push once per content hash; never at preview. Push credentials: `az acr login` (admin user is off)."""
+def content_image(
+    name: str, image_name: str, context: Path, registry_server: str, opts: pulumi.ResourceOptions,
+    password: pulumi.Input[str] | None = None,
+) -> docker.Image:
+    """Build and push once per content hash; never at preview. Pushes as ACR's refresh-token user with `password`
+    (the registry's deploy-time token, `components.registry`; a secret) when given (the admin user is off)."""
+    login = {"username": ACR_USERNAME, "password": password} if password is not None else {}
     return docker.Image(
         name,
         image_name=image_name,
         build=docker.DockerBuildArgs(context=str(context), dockerfile=str(context / "Dockerfile"), platform="linux/amd64"),
-        registry=docker.RegistryArgs(server=registry_server),
+        registry=docker.RegistryArgs(server=registry_server, **login),
         build_on_preview=False,
         opts=opts,
     )
@@ -76,6 +83,7 @@ class ModelWorkloads(pulumi.ComponentResource):
             context,
             args.registry_server,
             pulumi.ResourceOptions(parent=self, depends_on=[args.environment_build]),
+            args.registry_password,
         )
 
         keys_secret = manifests.keys_secret_name(service)
@@ -135,7 +143,7 @@ class ModelWorkloads(pulumi.ComponentResource):
         )
         self.deployment = k8s.apps.v1.Deployment(
             f"{name}-deployment",
-            metadata=manifests.object_metadata(app, service, config),
+            metadata=manifests.deployment_metadata(service, config),
             spec=manifests.deployment_spec(service, config, self.image.repo_digest, telemetry=telemetry, model_data_url=model_data_url),
             # The router scales the Deployment (deployments/scale): keep previews free of replica drift.
             opts=pulumi.ResourceOptions(parent=self, ignore_changes=["spec.replicas"]),
@@ -175,6 +183,7 @@ class ModelServicesArgs:
     monitoring: tuple[pulumi.Input[str], pulumi.Input[str]] | None = None  # (resource group, Log Analytics id)
     names: Names | None = None
     oidc_issuer_url: pulumi.Input[str] | None = None  # for services that collect model data
+    registry_password: pulumi.Input[str] | None = None  # deploy-time push token (components.registry)
 
 
 class ModelServices(pulumi.ComponentResource):
@@ -201,7 +210,9 @@ class ModelServices(pulumi.ComponentResource):
                 continue  # services with the same environment share one image and one build
             ref = image_ref(args.registry_server, ENVIRONMENT_REPOSITORY, tag)
             context = image.environment.write_context(BUILD_DIR / f"environment-{tag}")
-            environments[tag] = (ref, content_image(f"{name}-environment-{tag}", ref, context, args.registry_server, pulumi.ResourceOptions(parent=self)))
+            environments[tag] = (ref, content_image(
+                f"{name}-environment-{tag}", ref, context, args.registry_server, pulumi.ResourceOptions(parent=self), args.registry_password,
+            ))
         self.model_data = None
         collectors = [Collector(s.name, s.namespace, workload_name(s.name)) for s in services if s.deployment.collects_model_data]
         if collectors:
@@ -220,6 +231,7 @@ class ModelServices(pulumi.ComponentResource):
                     key_versions=(entry.key_rotation.primary, entry.key_rotation.secondary),
                     monitoring=args.monitoring,
                     model_data=(self.model_data.container_url, self.model_data.client_ids[service.name]) if service.deployment.collects_model_data else None,
+                    registry_password=args.registry_password,
                 ),
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[self.namespaces[service.namespace]]),
             )

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable, Iterable
+from datetime import date
 
 from contract import vmsizes
+from contract.kubernetes_versions import LONG_TERM_SUPPORT, LTS_TIER, version_problem
 from contract.errors import REDACTED, ConfigIssue
 from contract.service import ServiceFolder
 from contract.stack import (
+    AZURE_DNS,
     NAMESPACE,
     PRODUCTION_PURPOSES,
     AuthConfig,
@@ -22,11 +25,14 @@ from contract.stack import (
     PoolConfig,
     RegistryConfig,
     TlsConfig,
+    private_dns_zone_region,
 )
 from contract.v1_files import DeploymentConfig
 
 # What the loader made of `models`: one entry per model, None where the path is no folder.
 ServiceFolders = tuple[ServiceFolder | None, ...]
+# Not a key either: the day the loader evaluates the stack for (date-bound rules take it as an argument).
+EVALUATED_ON = "evaluatedOn"
 
 
 CrossCheck = Callable[..., Iterable[ConfigIssue]]
@@ -113,14 +119,109 @@ def _egress_network(network: NetworkConfig, egress: EgressConfig) -> Iterable[Co
 
 
 @cross_check("egress")
-def _egress_next_hop(egress: EgressConfig) -> Iterable[ConfigIssue]:
-    if egress.mode == "external":
-        if not egress.next_hop_ip:
-            yield ConfigIssue("egress.nextHopIp", None, "is required when egress.mode is external (the private IP of your firewall)")
-        elif not ipaddress.IPv4Address(egress.next_hop_ip).is_private:
-            yield ConfigIssue("egress.nextHopIp", egress.next_hop_ip, "must be a private address (your firewall's internal IP)")
-    elif egress.next_hop_ip:
-        yield ConfigIssue("egress.nextHopIp", egress.next_hop_ip, "is only used when egress.mode is external")
+def _firewall_public_ips(egress: EgressConfig) -> Iterable[ConfigIssue]:
+    if egress.firewall_public_ips is not None and egress.mode != "firewall":
+        yield ConfigIssue("egress.firewallPublicIps", egress.firewall_public_ips, "is only used when egress.mode is firewall")
+
+
+def _hub_ranges(network: NetworkConfig) -> list[ipaddress.IPv4Network]:
+    return [_net(cidr) for cidr in network.hub.address_space] if network.hub else []
+
+
+def _in_any(address: str, ranges: Iterable[ipaddress.IPv4Network]) -> bool:
+    return any(ipaddress.IPv4Address(address) in cidr for cidr in ranges)
+
+
+@cross_check("network", "egress", "registry")
+def _egress_next_hop(network: NetworkConfig, egress: EgressConfig, registry: RegistryConfig) -> Iterable[ConfigIssue]:
+    """The default route's next hop must be reachable when the cluster is created: in this VNet (an appliance in a
+    subnet you add) or in the peered hub (https://learn.microsoft.com/azure/aks/egress-outboundtype)."""
+    if egress.mode != "external":
+        if egress.next_hop_ip:
+            yield ConfigIssue("egress.nextHopIp", egress.next_hop_ip, "is only used when egress.mode is external")
+        return
+    if not egress.next_hop_ip:
+        yield ConfigIssue("egress.nextHopIp", None, "is required when egress.mode is external (the private IP of your firewall)")
+        return
+    hop, vnet = egress.next_hop_ip, _net(network.vnet_cidr)
+    ours = {"network.nodeSubnetCidr": network.node_subnet_cidr, "registry.privateEndpointSubnetCidr": registry.private_endpoint_subnet_cidr}
+    if not ipaddress.IPv4Address(hop).is_private:
+        yield ConfigIssue("egress.nextHopIp", hop, "must be a private address (your firewall's internal IP)")
+    elif not (_in_any(hop, [vnet]) or _in_any(hop, _hub_ranges(network))):
+        hubs = ", ".join(network.hub.address_space) if network.hub else "none declared"
+        yield ConfigIssue(
+            "egress.nextHopIp", hop,
+            f"is in no network the nodes can reach: allowed: an address in network.vnetCidr ({vnet}) or in "
+            f"network.hub.addressSpace ({hubs}); declare the hub that holds your firewall under network.hub",
+        )
+    for key, cidr in ours.items():
+        if cidr and _in_any(hop, [_net(cidr)]):
+            yield ConfigIssue("egress.nextHopIp", hop, f"lies in {key} ({cidr}), whose own traffic the default route would send back to it")
+
+
+@cross_check("network")
+def _hub_ranges_apart(network: NetworkConfig) -> Iterable[ConfigIssue]:
+    """Peered VNets must not overlap, and pod/service ranges must not overlap peered ranges
+    (https://learn.microsoft.com/azure/virtual-network/virtual-network-manage-peering#requirements-and-constraints)."""
+    ranges = {"network.vnetCidr": network.vnet_cidr, "network.serviceCidr": network.service_cidr}
+    if network.effective_pod_cidr:
+        ranges["network.podCidr"] = network.effective_pod_cidr
+    for i, hub in enumerate(_hub_ranges(network)):
+        for key, cidr in ranges.items():
+            if hub.overlaps(_net(cidr)):
+                yield ConfigIssue(f"network.hub.addressSpace[{i}]", str(hub), f"overlaps {key} ({cidr}); peered ranges must be disjoint")
+
+
+@cross_check("network", "egress", "registry")
+def _dns_servers_reachable(network: NetworkConfig, egress: EgressConfig, registry: RegistryConfig) -> Iterable[ConfigIssue]:
+    """A custom DNS server must exist where the nodes can reach it: Azure DNS, the peered hub, or a subnet this
+    program creates (in this VNet but in no subnet of ours, nothing can hold the address)."""
+    subnets = [network.node_subnet_cidr] + ([egress.firewall_subnet_cidr] if egress.mode == "firewall" and egress.firewall_subnet_cidr else [])
+    reachable = [_net(cidr) for cidr in subnets] + _hub_ranges(network)
+    for i, server in enumerate(network.dns_servers):
+        if server != AZURE_DNS and not _in_any(server, reachable):
+            yield ConfigIssue(
+                f"network.dnsServers[{i}]", server,
+                f"is reachable from no network: allowed: Azure DNS ({AZURE_DNS}), an address in a subnet this stack creates "
+                f"({', '.join(subnets)}) or in network.hub.addressSpace ({', '.join(network.hub.address_space) if network.hub else 'no hub declared'})",
+            )
+
+
+@cross_check("network", "egress", "registry")
+def _registry_endpoint_subnet(network: NetworkConfig, egress: EgressConfig, registry: RegistryConfig) -> Iterable[ConfigIssue]:
+    """A registry without public access is reached through a private endpoint in a subnet of its own
+    (https://learn.microsoft.com/azure/container-registry/container-registry-private-link)."""
+    key, cidr = "registry.privateEndpointSubnetCidr", registry.private_endpoint_subnet_cidr
+    if registry.public_network_access:
+        if cidr:
+            yield ConfigIssue(key, cidr, "is only used when registry.publicNetworkAccess is false")
+        return
+    if not cidr:
+        yield ConfigIssue(key, None, f"is required when registry.publicNetworkAccess is false: a free /{SMALLEST_SUBNET_PREFIX} or larger inside network.vnetCidr ({network.vnet_cidr}) for the registry's private endpoint")
+        return
+    endpoint = _net(cidr)
+    if not endpoint.subnet_of(_net(network.vnet_cidr)):
+        yield ConfigIssue(key, cidr, f"must lie inside network.vnetCidr ({network.vnet_cidr})")
+    if endpoint.prefixlen > SMALLEST_SUBNET_PREFIX:
+        yield ConfigIssue(key, cidr, f"is smaller than Azure's smallest subnet; allowed: a /{SMALLEST_SUBNET_PREFIX} or larger")
+    others = {"network.nodeSubnetCidr": network.node_subnet_cidr}
+    if egress.mode == "firewall" and egress.firewall_subnet_cidr:
+        others["egress.firewallSubnetCidr"] = egress.firewall_subnet_cidr
+    for other_key, other in others.items():
+        if endpoint.overlaps(_net(other)):
+            yield ConfigIssue(key, cidr, f"must not overlap {other_key} ({other})")
+
+
+@cross_check("location", "cluster")
+def _private_dns_zone(location: str, cluster: ClusterConfig) -> Iterable[ConfigIssue]:
+    """https://learn.microsoft.com/azure/aks/private-clusters: the zone applies to private clusters only, and a zone
+    of yours is named after the cluster's region."""
+    zone = cluster.private_dns_zone
+    if zone != "system" and not cluster.private_cluster:
+        yield ConfigIssue("cluster.privateDnsZone", zone, "is only used with cluster.privateCluster true; remove it or make the cluster private")
+    region = private_dns_zone_region(zone)
+    if region and region != location:
+        yield ConfigIssue("cluster.privateDnsZone", zone, f"names region {region}, but the cluster is in {location}; allowed: a zone privatelink.{location}.azmk8s.io")
 
 
 @cross_check("network", "cluster", "pools")
@@ -277,3 +378,14 @@ def _gpu_models_need_gpu_pool(services: ServiceFolders, pools: list[PoolConfig])
                 deployment.gpu_count,
                 "needs a GPU node pool; allowed: add a pools entry with accelerator: gpu, or set gpuCores to 0",
             )
+
+
+@cross_check("cluster", EVALUATED_ON)
+def _kubernetes_version_supported(cluster: ClusterConfig, evaluated_on: date) -> Iterable[ConfigIssue]:
+    """AKS creates clusters only on minors under support (https://learn.microsoft.com/azure/aks/supported-kubernetes-versions);
+    past community support only long-term support (Premium tier, https://learn.microsoft.com/azure/aks/long-term-support)."""
+    if cluster.support_plan == LONG_TERM_SUPPORT and cluster.sku_tier != LTS_TIER:
+        yield ConfigIssue("cluster.supportPlan", cluster.support_plan, f"needs cluster.skuTier {LTS_TIER}; cluster.skuTier is {cluster.sku_tier}")
+    problem = version_problem(cluster.kubernetes_version, evaluated_on, cluster.sku_tier, cluster.support_plan)
+    if problem:
+        yield ConfigIssue("cluster.kubernetesVersion", cluster.kubernetes_version, problem)

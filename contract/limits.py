@@ -7,6 +7,7 @@ Envoy config that takes every service down with it.
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 from collections.abc import Mapping
 from typing import Any
@@ -64,3 +65,11 @@ def too_deep(value: Any) -> bool:
         elif isinstance(item, (list, tuple)):
             stack += [(child, depth + 1) for child in item]
     return False
+
+
+# An Azure/Entra object or application id, in either case.
+_GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
+def is_guid(value: str) -> bool:
+    return bool(_GUID.fullmatch(value))

@@ -8,20 +8,22 @@ deployers and `aksinf serve` take the services from here and never read a servic
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import json
 import re
 import typing
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from contract import limits
-from contract.checks import CROSS_CHECKS, ServiceFolders
+from contract import endpoints, limits
+from contract.checks import CROSS_CHECKS, EVALUATED_ON, ServiceFolders
 from contract.errors import (
     REDACTED,
     ConfigError,
@@ -45,6 +47,8 @@ class LoadedStack:
     config: StackConfig
     services: tuple[ModelService, ...]
     names: Names | None = None  # the Azure names, when the project and stack were given
+    # endpoint name -> its versions' services, in `versions` order (contract/endpoints.py); plain services: absent
+    versions: Mapping[str, tuple[ModelService, ...]] = dataclasses.field(default_factory=dict)
 
 
 def parse_config_value(raw: str) -> Any:
@@ -68,11 +72,13 @@ def _service_folders(models: list[ModelEntry]) -> ServiceFolders:
 
 
 def load_stack(
-    values: Mapping[str, Any], location: Any, secret_keys: Iterable[str] = (), deployment: tuple[str, str] | None = None
+    values: Mapping[str, Any], location: Any, secret_keys: Iterable[str] = (), deployment: tuple[str, str] | None = None,
+    evaluated_on: date | None = None,
 ) -> LoadedStack:
     """Validate `aks-inference:*` values (keys without the namespace) and load their services.
 
-    `deployment` (project, stack): also check every Azure name derived from them. Raises ConfigError
+    `deployment` (project, stack): also check every Azure name derived from them. `evaluated_on`: the day
+    date-bound rules (the Kubernetes version's support) are checked for; None is today. Raises ConfigError
     with every issue."""
     secret = set(secret_keys) | SECRET_KEYS
     issues: list[ConfigIssue] = []
@@ -112,7 +118,9 @@ def load_stack(
             issues.extend(issues_from(exc, key, alias in secret, root))
     if "models" in parsed:
         parsed["services"] = _service_folders(parsed["models"])
-    for needed, check in CROSS_CHECKS:
+        parsed[endpoints.VERSION_FOLDERS] = endpoints.version_folders(parsed["models"])
+    parsed[EVALUATED_ON] = evaluated_on or date.today()
+    for needed, check in (*CROSS_CHECKS, *endpoints.CHECKS):
         if all(s in parsed for s in needed):
             for issue in check(*(parsed[s] for s in needed)):
                 issues.append(ConfigIssue(issue.key, REDACTED if re.split(r"[.\[]", issue.key)[0] in secret else issue.value, issue.problem))
@@ -121,11 +129,13 @@ def load_stack(
     names = None
     if deployment is not None and "location" in parsed:
         names = Names(*deployment, parsed["location"])
-        issues += names.problems(entry.name for entry in parsed.get("models", ()))
+        issues += names.problems(name for entry in parsed.get("models", ()) for name in (entry.name, *(v.name for v in entry.versions)))
     if issues:
         raise ConfigError(issues)
     services = tuple(found.service for found in parsed.pop("services"))
-    return LoadedStack(StackConfig.model_validate(parsed), services, names)
+    versions = endpoints.loaded_versions(parsed["models"], parsed.pop(endpoints.VERSION_FOLDERS)) if "models" in parsed else {}
+    parsed.pop(EVALUATED_ON)
+    return LoadedStack(StackConfig.model_validate(parsed), services, names, versions)
 
 
 def _plain_text_secrets(values: Mapping[str, Any], secret_keys: set[str]) -> list[ConfigIssue]:

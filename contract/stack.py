@@ -17,8 +17,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field
 
-from contract import vmsizes
+from contract import limits, vmsizes
+from contract.endpoints import EndpointVersion, RolloutPolicy
 from contract.errors import Section
+from contract.kubernetes_versions import COMMUNITY_SUPPORT, SUPPORT_PLANS
 
 NAMESPACE = "aks-inference"
 
@@ -52,11 +54,10 @@ def _fqdn(value: str) -> str:
     return value
 
 
-_GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
 def _guid(value: str) -> str:
-    if not _GUID.match(value.lower()):
+    if not limits.is_guid(value):
         raise ValueError("must be a GUID such as 00000000-0000-0000-0000-000000000000")
     return value.lower()
 
@@ -86,6 +87,49 @@ PRODUCTION_PURPOSES = ("FastProd", "DenseProd")
 DEFAULT_MAX_PODS = {"kubenet": 110, "azure": 30, "azureOverlay": 250}
 
 
+# An Azure resource id, e.g. /subscriptions/<guid>/resourceGroups/<group>/providers/Microsoft.Network/virtualNetworks/<name>.
+_RESOURCE_ID = re.compile(
+    r"^/subscriptions/(?P<subscription>[0-9a-fA-F-]{36})/resourceGroups/(?P<group>[-\w.()]{1,90})"
+    r"/providers/(?P<provider>[A-Za-z.]+)/(?P<kind>[A-Za-z]+)/(?P<name>[-\w.]{1,80})$"
+)
+
+
+def resource_id_parts(value: str) -> dict[str, str] | None:
+    """subscription, group, provider, kind and name of an Azure resource id; None if it is not one."""
+    found = _RESOURCE_ID.match(value)
+    return found.groupdict() if found else None
+
+
+def _vnet_id(value: str) -> str:
+    parts = resource_id_parts(value)
+    if not parts or (parts["provider"].lower(), parts["kind"].lower()) != ("microsoft.network", "virtualnetworks"):
+        raise ValueError(
+            "must be a virtual network resource id: "
+            "/subscriptions/<guid>/resourceGroups/<group>/providers/Microsoft.Network/virtualNetworks/<name>"
+        )
+    return value
+
+
+class HubConfig(Section):
+    """The hub VNet this stack's VNet peers with (hub-and-spoke): both peerings are created, so the deploying
+    identity needs Network Contributor on the hub VNet too."""
+
+    vnet_id: Annotated[str, AfterValidator(_vnet_id)]
+    # The hub's address ranges: the checks need them (next hop, DNS servers, overlaps) before anything exists.
+    address_space: list[Cidr] = Field(min_length=1)
+    # The hub has a VPN/ExpressRoute gateway whose on-premises routes this VNet should use: the spoke side
+    # sets useRemoteGateways, the hub side allowGatewayTransit (https://learn.microsoft.com/azure/virtual-network/virtual-network-manage-peering).
+    use_remote_gateways: bool = False
+
+    @property
+    def parts(self) -> dict[str, str]:
+        return resource_id_parts(self.vnet_id)  # type: ignore[return-value]
+
+
+# Azure DNS, reachable from every VNet (https://learn.microsoft.com/azure/virtual-network/what-is-ip-address-168-63-129-16).
+AZURE_DNS = "168.63.129.16"
+
+
 class NetworkConfig(Section):
     plugin: Literal["kubenet", "azure", "azureOverlay"] = "azureOverlay"
     vnet_cidr: Cidr = "10.224.0.0/12"
@@ -95,6 +139,7 @@ class NetworkConfig(Section):
     dns_service_ip: IPv4 = "10.0.0.10"
     dns_servers: list[IPv4] = Field(default_factory=list)
     max_pods: int | None = Field(default=None, ge=10, le=250)
+    hub: HubConfig | None = None
 
     @property
     def effective_pod_cidr(self) -> str | None:
@@ -108,9 +153,22 @@ class NetworkConfig(Section):
         return self.max_pods or DEFAULT_MAX_PODS[self.plugin]
 
 
+# Azure Firewall takes at most 250 public IPs, DNAT destinations included
+# (https://learn.microsoft.com/azure/firewall/deploy-multi-public-ip-powershell); the program adds at most one
+# DNAT destination (the router's), so 249 is the most the firewall can get.
+MAX_FIREWALL_PUBLIC_IPS = 249
+# Each public IP adds 2,496 SNAT ports per firewall instance (https://learn.microsoft.com/azure/firewall/firewall-best-practices);
+# for production AKS recommends "a minimum of 20 frontend IPs" on the firewall to avoid SNAT port exhaustion
+# (https://learn.microsoft.com/azure/aks/limit-egress-traffic). DevTest keeps one.
+PRODUCTION_FIREWALL_PUBLIC_IPS = 20
+
+
 class EgressConfig(Section):
     mode: Literal["loadBalancer", "firewall", "external"] = "loadBalancer"
     firewall_subnet_cidr: Cidr | None = None
+    # egress.mode firewall only: its Standard static public IPs (None: the purpose default,
+    # StackConfig.firewall_public_ip_count).
+    firewall_public_ips: int | None = Field(default=None, ge=1, le=MAX_FIREWALL_PUBLIC_IPS)
     next_hop_ip: IPv4 | None = None
     extra_fqdns: list[Fqdn] = Field(default_factory=list)
     threat_intel_mode: Literal["Alert", "Deny", "Off"] = "Deny"
@@ -130,11 +188,50 @@ def _k8s_version(value: str) -> str:
     return value
 
 
+# How the Kubernetes provider signs in to an Entra-only cluster: the `kubelogin convert-kubeconfig -l` modes
+# (https://azure.github.io/kubelogin/concepts/login-modes.html). azurecli: the `az login` session (a developer's,
+# or CI's after azure/login with OIDC federation); workloadIdentity: a federated token file (AZURE_CLIENT_ID,
+# AZURE_TENANT_ID, AZURE_FEDERATED_TOKEN_FILE); spn: a service principal secret (AAD_SERVICE_PRINCIPAL_CLIENT_ID,
+# AAD_SERVICE_PRINCIPAL_CLIENT_SECRET); interactive: a browser sign-in, for a person at the keyboard only.
+KubeLogin = Literal["azurecli", "workloadIdentity", "spn", "interactive"]
+
+
+PRIVATE_DNS_ZONE_MODES = ("system", "none")
+_AKS_PRIVATE_ZONE = re.compile(r"^([a-z0-9-]+\.)?privatelink\.(?P<region>[a-z0-9]+)\.azmk8s\.io$")
+
+
+def private_dns_zone_region(zone_id: str) -> str | None:
+    """The region in a private DNS zone id's name (privatelink.<region>.azmk8s.io); None for system/none."""
+    parts = resource_id_parts(zone_id)
+    found = _AKS_PRIVATE_ZONE.match(parts["name"].lower()) if parts else None
+    return found["region"] if found else None
+
+
+def _private_dns_zone(value: str) -> str:
+    if value in PRIVATE_DNS_ZONE_MODES:
+        return value
+    parts = resource_id_parts(value)
+    if not parts or (parts["provider"].lower(), parts["kind"].lower()) != ("microsoft.network", "privatednszones") or not private_dns_zone_region(value):
+        raise ValueError(
+            "allowed: system, none, or a private DNS zone id "
+            "/subscriptions/<guid>/resourceGroups/<group>/providers/Microsoft.Network/privateDnsZones/privatelink.<region>.azmk8s.io"
+        )
+    return value
+
+
 class ClusterConfig(Section):
-    kubernetes_version: Annotated[str, AfterValidator(_k8s_version)] = "1.34"
+    # A minor under AKS support on the day the stack is evaluated (contract/kubernetes_versions.py).
+    kubernetes_version: Annotated[str, AfterValidator(_k8s_version)] = "1.36"
     system_pool: SystemPoolConfig = Field(default_factory=SystemPoolConfig)
     sku_tier: Literal["Free", "Standard", "Premium"] = "Standard"
+    # AKSLongTermSupport keeps a minor a year past its community end of life; it needs skuTier Premium.
+    support_plan: Literal[SUPPORT_PLANS] = COMMUNITY_SUPPORT  # type: ignore[valid-type]
+    kube_login: KubeLogin = "azurecli"
     private_cluster: bool = False
+    # Private clusters only: where the API server's private name lives (https://learn.microsoft.com/azure/aks/private-clusters):
+    # `system` (AKS creates privatelink.<region>.azmk8s.io in the node resource group), `none` (public DNS only), or the
+    # resource id of a zone of yours named privatelink.<region>.azmk8s.io or <subzone>.privatelink.<region>.azmk8s.io.
+    private_dns_zone: Annotated[str, AfterValidator(lambda v: _private_dns_zone(v))] = "system"
     authorized_ip_ranges: list[Cidr] = Field(default_factory=list)
     disable_local_accounts: bool = True
     admin_group_object_ids: list[Guid] = Field(default_factory=list)
@@ -246,6 +343,8 @@ class PoolConfig(Section):
 class RegistryConfig(Section):
     sku: Literal["Basic", "Standard", "Premium"] = "Premium"
     public_network_access: bool = True
+    # With public access off: the dedicated subnet (inside network.vnetCidr) of the registry's private endpoint.
+    private_endpoint_subnet_cidr: Cidr | None = None
 
 
 class MonitoringConfig(Section):
@@ -272,17 +371,25 @@ class KeyRotation(Section):
 
 
 class ModelEntry(Section):
-    """One model service: a v1 service folder plus deployment overrides in v1 keys (see contract/v1_files.py)."""
+    """One model service: a v1 service folder plus deployment overrides in v1 keys (see contract/v1_files.py).
+
+    With `versions` it is an endpoint (v1's AksEndpoint): rules and semantics in contract/endpoints.py."""
 
     name: str
     path: str
     model_dir: str = "model"
     deployment: dict[str, Any] = Field(default_factory=dict)
     key_rotation: KeyRotation = Field(default_factory=KeyRotation)
+    versions: list[EndpointVersion] = Field(default_factory=list)
+    rollout: RolloutPolicy | None = None
 
     @property
     def folder(self) -> Path:
         return PROJECT_ROOT / self.path
+
+    def version_folder(self, version: EndpointVersion) -> Path:
+        """A version's service folder: its own `path` (resolved like `path`), else the entry's."""
+        return PROJECT_ROOT / version.path if version.path else self.folder
 
 
 def _audience(value: str) -> str:
@@ -392,6 +499,28 @@ class StackConfig(Section):
     def router_load_balancer(self) -> Literal["public", "internal"]:
         """`router.loadBalancer`, or its purpose default: DevTest routers serve plain HTTP, so they stay internal."""
         return self.router.load_balancer or ("internal" if self.purpose == "DevTest" else "public")
+
+    @property
+    def routes_egress(self) -> bool:
+        """Nodes reach the internet through a default route to a firewall (egress.mode firewall or external)."""
+        return self.egress.mode != "loadBalancer"
+
+    @property
+    def router_service_internal(self) -> bool:
+        """The router's Service gets an internal load balancer: asked for, or forced by routed egress. Behind a
+        default route to a firewall a public load balancer answers through the firewall and the replies are
+        dropped (asymmetric routing, https://learn.microsoft.com/azure/aks/limit-egress-traffic)."""
+        return self.router_load_balancer == "internal" or self.routes_egress
+
+    @property
+    def router_dnat(self) -> bool:
+        """A public router behind our Azure Firewall is published by a DNAT rule on the firewall's public IP."""
+        return self.router_load_balancer == "public" and self.egress.mode == "firewall"
+
+    @property
+    def firewall_public_ip_count(self) -> int:
+        """`egress.firewallPublicIps`, or its purpose default: Microsoft's production guidance, one for DevTest."""
+        return self.egress.firewall_public_ips or (PRODUCTION_FIREWALL_PUBLIC_IPS if self.is_production else 1)
 
     @property
     def gpu_pools(self) -> list[PoolConfig]:

@@ -82,7 +82,7 @@ def test_system_pool_is_fixed_size_on_the_node_subnet():
     assert profile["enable_auto_scaling"] is False
     assert profile["vnet_subnet_id"] is SUBNET_ID
     assert profile["max_pods"] == 30  # flat Azure CNI's default
-    assert profile["orchestrator_version"] == "1.34"
+    assert profile["orchestrator_version"] == "1.36"  # the default: supported on AKS today
 
 
 def test_system_pool_takes_workloads_while_no_user_pool_can():
@@ -135,7 +135,7 @@ def test_authorized_ranges_merge_sorted_without_duplicates():
 
 def test_private_cluster_ignores_any_allowlist():
     config = dev(cluster={"privateCluster": True})
-    assert api_server_access_profile(config, ["20.0.0.1/32"]) == {"enable_private_cluster": True, "disable_run_command": True}
+    assert api_server_access_profile(config, ["20.0.0.1/32"]) == {"enable_private_cluster": True, "private_dns_zone": "system", "disable_run_command": True}
 
 
 def test_public_cluster_is_limited_to_the_allowlist_or_open():
@@ -175,15 +175,17 @@ def test_container_insights_is_the_omsagent_addon_and_azure_policy_is_always_on(
     on = addon_profiles(dev(monitoring={"containerInsights": True}), WORKSPACE_ID)
     assert on == {
         "azurepolicy": {"enabled": True},
-        "omsagent": {"enabled": True, "config": {"logAnalyticsWorkspaceResourceID": WORKSPACE_ID}},
+        # Managed-identity authentication: the legacy agent authentication ingests nothing after 2026-09-30.
+        "omsagent": {"enabled": True, "config": {"logAnalyticsWorkspaceResourceID": WORKSPACE_ID, "useAADAuth": "true"}},
     }
     assert addon_profiles(dev(monitoring={"containerInsights": False}), WORKSPACE_ID) == {"azurepolicy": {"enabled": True}}
 
 
 def test_managed_cluster_profile_assembles_the_cluster():
-    config = fast_prod(cluster={"skuTier": "Premium", "kubernetesVersion": "1.33"}, defender=False)
+    # 1.33 left community support in July 2026: only long-term support (Premium) keeps it.
+    config = fast_prod(cluster={"skuTier": "Premium", "supportPlan": "AKSLongTermSupport", "kubernetesVersion": "1.33"}, defender=False)
     profile = managed_cluster_profile(config, node_subnet_id=SUBNET_ID, workspace_id=WORKSPACE_ID, authorized_ip_ranges=None)
-    assert profile["sku"] == {"name": "Base", "tier": "Premium"}
+    assert profile["sku"] == {"name": "Base", "tier": "Premium"} and profile["support_plan"] == "AKSLongTermSupport"
     assert profile["kubernetes_version"] == "1.33"
     assert profile["enable_rbac"] is True and profile["disable_local_accounts"] is True
     assert profile["oidc_issuer_profile"] == {"enabled": True}

@@ -49,9 +49,9 @@ def test_prod_stack_graph(prod_run):
     assert cluster.inputs["disableLocalAccounts"] is True
     assert cluster.inputs["aadProfile"]["adminGroupObjectIDs"] == ["00000000-0000-0000-0000-000000000000"]
     assert cluster.inputs["securityProfile"]["defender"]["securityMonitoring"] == {"enabled": True}
-    # The firewall's public IP is added to the API server's authorized ranges.
-    firewall_ip = prod_run.one("azure-native:network:PublicIPAddress").outputs["ipAddress"]
-    assert cluster.inputs["apiServerAccessProfile"]["authorizedIPRanges"] == sorted(["203.0.113.0/24", f"{firewall_ip}/32"])
+    # The firewall's public IPs are added to the API server's authorized ranges.
+    firewall_ips = [ip.outputs["ipAddress"] for ip in prod_run.of_type("azure-native:network:PublicIPAddress")]
+    assert cluster.inputs["apiServerAccessProfile"]["authorizedIPRanges"] == sorted(["203.0.113.0/24", *(f"{ip}/32" for ip in firewall_ips)])
     gpu = prod_run.one(POOL)
     assert gpu.inputs["vmSize"] == "Standard_NC24ads_A100_v4" and gpu.inputs["nodeTaints"] == ["sku=gpu:NoSchedule"]
     assert gpu.inputs["nodeLabels"] == {"aks-inference/accelerator": "gpu"}
@@ -102,11 +102,14 @@ EGRESS = {
     "firewall": {"mode": "firewall", "firewallSubnetCidr": "10.225.0.0/26"},
     "external": {"mode": "external", "nextHopIp": "10.100.0.4"},
 }
+# External egress needs a path to its next hop: the hub that holds the firewall.
+HUB = {"vnetId": "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-hub/providers/Microsoft.Network/virtualNetworks/vnet-hub",
+       "addressSpace": ["10.100.0.0/16"]}
 
 
 @pytest.mark.parametrize("plugin,egress", list(itertools.product(PLUGINS, EGRESS)))
 def test_every_plugin_and_egress_mode(plugin, egress):
-    network = {"vnetCidr": "10.224.0.0/12", "nodeSubnetCidr": "10.224.0.0/16", **PLUGINS[plugin]}
+    network = {"vnetCidr": "10.224.0.0/12", "nodeSubnetCidr": "10.224.0.0/16", **PLUGINS[plugin], **({"hub": HUB} if egress == "external" else {})}
     run = run_program("dev", with_config("dev", network=network, egress=EGRESS[egress]))
     assert run.error is None, run.error
     profile = run.one(AKS).inputs["networkProfile"]
@@ -122,10 +125,11 @@ def test_every_plugin_and_egress_mode(plugin, egress):
     if egress == "external":
         assert routes["default-egress"]["nextHopIpAddress"] == "10.100.0.4"
     if egress == "loadBalancer":
-        assert not routes and not run.of_type("azure-native:network:RouteTable")
+        # kubenet always gets a table of ours (AKS writes the pod routes); otherwise there is none.
+        assert not routes and bool(run.of_type("azure-native:network:RouteTable")) == (plugin == "kubenet")
     # The control plane may write to the route table AKS uses (kubenet pod routes, UDR).
     grants = {r.name for r in run.of_type(ROLE)}
-    assert ("aks-inference-cluster-control-plane-route-table" in grants) == (egress != "loadBalancer")
+    assert ("aks-inference-cluster-control-plane-route-table" in grants) == (egress != "loadBalancer" or plugin == "kubenet")
     cluster = run.one(AKS)
     if egress != "loadBalancer":
         route_urns = {r.urn for r in run.of_type(ROUTE) if r.inputs["routeName"] == "default-egress"}
@@ -139,6 +143,7 @@ def test_every_plugin_and_egress_mode(plugin, egress):
                 "westeurope",
             ),
             run.outputs["registryLoginServer"],
+            next((r.inputs["accountName"] for r in run.of_type("azure-native:storage:StorageAccount")), None),
         )
     ]
 

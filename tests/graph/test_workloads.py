@@ -3,6 +3,7 @@ no replica drift, key rotation, egress NetworkPolicies, and the discovery contra
 program creates."""
 
 import base64
+from pathlib import Path
 
 import kubernetes_validate
 import pytest
@@ -76,8 +77,11 @@ def test_gpu_service_lands_on_the_gpu_pool(prod_with_models):
     assert {"key": "sku", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"} in pod["tolerations"]
     assert pod["nodeSelector"] == {"aks-inference/accelerator": "gpu"}
     assert pod["topologySpreadConstraints"][0]["topologyKey"] == "kubernetes.io/hostname"  # FastProd
-    # One environment, one build, shared by both services.
-    assert len([r for r in prod_with_models.of_type("docker:index/image:Image") if "environment" in r.name]) == 1
+    # Same conda file, two environment builds: the GPU service's is on a CUDA base image, the CPU one's is not.
+    environments = [r for r in prod_with_models.of_type("docker:index/image:Image") if "environment" in r.name]
+    bases = sorted(Path(r.inputs["build"]["dockerfile"]).read_text().split("FROM ", 1)[1].split()[0] for r in environments)
+    assert len(bases) == 2 and sorted("cuda" in base for base in bases) == [False, True]
+    assert not any(base.endswith(":latest") for base in bases)
 
 
 def test_gpu_service_without_a_gpu_pool_is_refused():
