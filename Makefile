@@ -40,7 +40,8 @@ V1_MODELS := $(addprefix examples/v1/,\
 	multi-model/model/diabetes-ridge/1/ridge.pkl multi-model/model/diabetes-ridge/2/ridge.pkl \
 	multi-model/model/diabetes-lasso/1/lasso/model.pkl multi-model/model/diabetes-lasso/1/lasso/features.json \
 	mlopspython/model/diabetes_regression_model.pkl/3/diabetes_regression_model.pkl \
-	data-collection/model/diabetes-ridge/4/diabetes-ridge.pkl)
+	data-collection/model/diabetes-ridge/4/diabetes-ridge.pkl \
+	rawhttp-upload/model/diabetes-csv/1/model.joblib gpu/model/diabetes-elasticnet/2/model.pkl)
 $(V1_MODELS): $(STAMP) examples/v1/train.py
 	$(PY) examples/v1/train.py
 
@@ -57,7 +58,16 @@ run: $(STAMP) $(SAMPLE_MODEL)
 plan: $(STAMP)
 	$(VENV)/bin/aksinf plan --stack $(STACK)
 
-bench: $(STAMP) $(SAMPLE_MODEL) $(AZURITE)
+# The router benchmark's compiled load generator and reference proxy: Debian's wrk and nginx, installed
+# when missing (only `make bench` needs them). The nginx package's own service is not used: the
+# benchmark starts its own nginx processes on 127.0.0.1.
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+BENCH_TOOLS := /usr/bin/wrk /usr/sbin/nginx
+$(BENCH_TOOLS):
+	$(SUDO) apt-get update -q
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk nginx
+
+bench: $(STAMP) $(SAMPLE_MODEL) $(AZURITE) $(BENCH_TOOLS)
 	$(PY) -m bench
 
 clean:

@@ -13,6 +13,8 @@ COMMANDS = {
     "serve": ("aksinf.serve", "run the platform locally: Envoy router + model servers on 127.0.0.1"),
     "replicas": ("aksinf.replicas", "replicas needed for a load (Azure ML v1 formula)"),
     "import-v1": ("aksinf.import_v1", "print the stack-config entry for an Azure ML v1 deployment"),
+    "import-endpoint": ("aksinf.import_endpoint", "print the stack-config entry for an Azure ML v1 AksEndpoint (versions)"),
+    "compare": ("aksinf.compare", "compare the versions of an endpoint on collected predictions, joined by request id"),
     "plan": ("aksinf.plan", "offline plan of a stack: resources, manifests, policies, diff"),
 }
 

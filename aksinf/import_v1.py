@@ -7,12 +7,18 @@ and rules as the stack (all problems at once), and prints an
 `Pulumi.<stack>.yaml`. The entry carries every setting the v1 file set
 explicitly, so the stack alone describes the deployment. Notes (where the model
 files go, how to store keys as secrets) go to stderr, so stdout stays pure YAML.
+
+`--model NAME:VERSION=PATH` (repeatable) lays a registered model out in the service folder as v1 did:
+`model/<NAME>/<VERSION>/<basename of PATH>` (PATH a file or a folder, as registered), so
+`Model.get_model_path(NAME)` and `AZUREML_MODEL_DIR` resolve as on v1 (contract.service.model_layout).
+Every spec is checked before anything is copied, and nothing already there is overwritten.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -21,7 +27,15 @@ import yaml
 
 from contract import v1_files as v1
 from contract.errors import ConfigIssue
-from contract.service import DEFAULT_MODEL_DIR, INFERENCE_FILE, INFERENCE_FILES, YAML_SUFFIXES, read_document
+from contract.service import (
+    DEFAULT_MODEL_DIR,
+    INFERENCE_FILE,
+    INFERENCE_FILES,
+    MODEL_NAME,
+    YAML_SUFFIXES,
+    model_layout,
+    read_document,
+)
 from contract.stack import NAMESPACE, PROJECT_ROOT
 
 
@@ -30,6 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--inference-config", required=True, type=Path, metavar="FILE", help="v1 inferenceconfig.json (or .yml)")
     parser.add_argument("--name", required=True, help="service name (the <name> in /api/v1/service/<name>/score)")
     parser.add_argument("--path", type=Path, help="service folder for the stack entry (default: the inference config's folder)")
+    parser.add_argument("--model", action="append", default=[], metavar="NAME:VERSION=PATH",
+                        help="a registered model (file or folder) to lay out as v1 did: model/NAME/VERSION/<basename>; repeatable")
 
 
 def _load(path: Path, flag: str) -> tuple[Any, list[str]]:
@@ -62,6 +78,55 @@ def entry(deployment: v1.DeploymentConfig, name: str, folder: Path) -> dict[str,
     return item
 
 
+def model_copies(specs: list[str], folder: Path) -> tuple[list[tuple[Path, Path]], list[str]]:
+    """(source, target) for every `NAME:VERSION=PATH` spec, under `folder`/model/NAME/VERSION/, and every problem:
+    a malformed spec, a name or version v1 would not have registered, a missing PATH, a spec given twice, a
+    version folder already there, or a model folder that holds a flat (unnamed) model. Pure: copies nothing."""
+    copies: list[tuple[Path, Path]] = []
+    problems: list[str] = []
+    model_dir = folder / DEFAULT_MODEL_DIR
+    if specs and model_dir.is_dir():
+        registered, layout_issues = model_layout(model_dir, "--model")
+        problems += [str(issue) for issue in layout_issues]
+        if not registered and not layout_issues and any(not entry.startswith(".") for entry in os.listdir(model_dir)):
+            problems.append(f"--model: {model_dir} holds a flat (unnamed) model; allowed: an empty or v1-layout model folder "
+                            "(model/<name>/<version>/), so move the flat files out first")
+    seen: set[tuple[str, str]] = set()
+    for spec in specs:
+        name_version, equals, path = spec.partition("=")
+        name, colon, version = name_version.rpartition(":")
+        if not (equals and colon and name and version and path):
+            problems.append(f"--model {spec!r}: must be NAME:VERSION=PATH, e.g. sklearn_regression_model.pkl:3=./outputs/model.pkl")
+            continue
+        bad = []
+        if not MODEL_NAME.match(name):
+            bad.append(f"name {name!r} is not a registered model name (1-255 letters, digits, '.', '_' or '-', starting with a letter or digit)")
+        if not (version.isascii() and version.isdigit() and str(int(version)) == version and int(version) >= 1):
+            bad.append(f"version {version!r} is not a registered model version (an integer from 1, without leading zeros)")
+        source = Path(path)
+        if not source.exists():
+            bad.append(f"path {path} not found; allowed: the registered model's file or folder")
+        target = model_dir / name / version
+        if (name, version) in seen:
+            bad.append(f"{name}:{version} is given twice")
+        elif target.exists():
+            bad.append(f"{target} already exists; remove it first (nothing is overwritten)")
+        seen.add((name, version))
+        if bad:
+            problems += [f"--model {spec!r}: {problem}" for problem in bad]
+        else:
+            copies.append((source, target / source.resolve().name))
+    return copies, problems
+
+
+def _copy(source: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True)
+    if source.is_dir():
+        shutil.copytree(source, target)
+    else:
+        shutil.copy2(source, target)
+
+
 def run(args: argparse.Namespace) -> int:
     errors: list[str] = []
     try:
@@ -81,11 +146,16 @@ def run(args: argparse.Namespace) -> int:
     folder = args.path or args.inference_config.parent
     if args.path is not None and not folder.is_dir():
         errors.append(f"--path {folder}: is not a directory; allowed: the service folder (entry script, inferenceconfig.json, model/)")
+    copies, model_errors = model_copies(args.model, folder)
+    errors += model_errors
     if errors or deployment is None:
         print(f"aksinf import-v1: {len(errors)} problem(s):", file=sys.stderr)
         for line in errors:
             print(f"  - {line}", file=sys.stderr)
         return 2
+    for source, target in copies:
+        _copy(source, target)
+        print(f"note: laid out {source} as {target} (v1's azureml-models/<name>/<version>/)", file=sys.stderr)
     print(f"# {NAMESPACE}:models entry for {args.name!r}, imported from {args.deploy_config} and {args.inference_config}")
     print(yaml.safe_dump({f"{NAMESPACE}:models": [entry(deployment, args.name, folder)]}, sort_keys=False, allow_unicode=True), end="")
     _notes(args, deployment, folder)

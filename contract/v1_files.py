@@ -98,11 +98,6 @@ def _compute_type(value: str) -> str:
     return "AKS"
 
 
-def _cuda_version(value: Any) -> Any:
-    """v1 files write cudaVersion as a string, but a bare 10.0 is an easy slip: read it the same."""
-    return f"{value:.1f}" if isinstance(value, (int, float)) and not isinstance(value, bool) else value
-
-
 def _lower(value: Any) -> Any:
     return value.lower() if isinstance(value, str) else value
 
@@ -173,6 +168,54 @@ class DataCollection(V1Section):
     storage_enabled: bool = False
 
 
+# `tokenAuthorization`: Entra's rules for what a token may carry. An app role's value is at most 120
+# printable ASCII characters, no space, double quote or backslash, and does not start with "."
+# (https://learn.microsoft.com/graph/api/resources/approle); a client (application) id is a GUID.
+_APP_ROLE = re.compile(r"^(?!\.)[!#-\[\]-~]{1,120}$")
+# The router matches at most this many roles or clients per service, each value and the audience at most
+# this long (router.spec.MAX_TOKEN_CLAIM_VALUES / MAX_TOKEN_CLAIM_LENGTH; a test keeps them equal).
+MAX_TOKEN_CLAIM_VALUES = 32
+MAX_AUDIENCE_LENGTH = 256
+
+
+def _app_role(value: str) -> str:
+    if not _APP_ROLE.match(value):
+        raise ValueError(
+            "must be an Entra app role value: 1-120 characters, letters, digits and printable ASCII symbols except "
+            "double quote and backslash, no spaces, not starting with '.' (the value in the token's roles claim)"
+        )
+    return value
+
+
+def _client_id(value: str) -> str:
+    if not limits.is_guid(value):
+        raise ValueError("must be an application (client) id, a GUID such as 00000000-0000-0000-0000-000000000000 (the token's azp or appid)")
+    return value.lower()
+
+
+def _token_audience(value: str) -> str:
+    if not 0 < len(value) <= MAX_AUDIENCE_LENGTH or not value.isprintable() or any(c.isspace() for c in value):
+        raise ValueError(
+            f"must be the token audience (aud) this service accepts, 1-{MAX_AUDIENCE_LENGTH} characters without "
+            "spaces or control characters, e.g. api://fraud-model or the app's client id"
+        )
+    return value
+
+
+class TokenAuthorization(V1Section):
+    """`tokenAuthorization`, an aks-inference extension (v1 has no such key): what a token service asks of a
+    token beyond a valid signature, issuer and expiry. Only with `tokenAuthEnabled: true`. Enforced by the
+    router's Envoy: a token without every required role or from another client gets 403, one for another
+    audience 401."""
+
+    # Every one must be in the token's `roles` claim (Entra app roles assigned to the caller).
+    required_roles: list[Annotated[str, AfterValidator(_app_role)]] = Field(default_factory=list, max_length=MAX_TOKEN_CLAIM_VALUES)
+    # The token's azp (v2.0 tokens) or appid (v1.0 tokens) must be one of them; empty: any client.
+    allowed_client_ids: list[Annotated[str, AfterValidator(_client_id)]] = Field(default_factory=list, max_length=MAX_TOKEN_CLAIM_VALUES)
+    # The token's aud must be this, instead of the stack's auth.audience.
+    audience: Annotated[str, AfterValidator(_token_audience)] | None = None
+
+
 class DeploymentConfig(V1Section):
     """`deploymentconfig.json` for `computeType: AKS`, i.e. `AksWebservice.deploy_configuration(...)`."""
 
@@ -185,6 +228,7 @@ class DeploymentConfig(V1Section):
     keys: Keys = Field(default_factory=Keys)
     auth_enabled: bool | None = None
     token_auth_enabled: bool = False
+    token_authorization: TokenAuthorization | None = None  # aks-inference extension (see TokenAuthorization)
     app_insights_enabled: bool = False
     scoring_timeout_ms: PositiveInt = DEFAULT_SCORING_TIMEOUT_MS
     max_concurrent_requests_per_container: PositiveInt = 1
@@ -313,6 +357,12 @@ class DeploymentConfig(V1Section):
             yield ("keys.secondaryKey", REDACTED, "needs keys.primaryKey too (v1 dropped a lone secondary key)")
         if (self.keys.primary_key or self.keys.secondary_key) and self.auth_mode != "key":
             yield ("keys", REDACTED, f"are only used with key auth, but auth is {self.auth_mode}; allowed: remove keys, or enable authEnabled")
+        if self.token_authorization is not None and not self.token_auth_enabled:
+            yield (
+                "tokenAuthorization",
+                self.token_authorization.model_dump(by_alias=True, exclude_defaults=True),
+                f"applies to token auth only, but auth is {self.auth_mode}; allowed: set tokenAuthEnabled to true, or remove tokenAuthorization",
+            )
         if self.liveness_probe_requirements.success_threshold != 1:
             yield (
                 "livenessProbeRequirements.successThreshold",
@@ -322,6 +372,48 @@ class DeploymentConfig(V1Section):
 
 
 # --------------------------------------------------------------------------- inferenceconfig.json
+
+# cudaVersion -> the Azure ML base image an `enableGpu` (or `gpuCores` > 0) service builds on: Azure ML's own
+# OpenMPI + CUDA + cuDNN images, at a dated release tag (never latest), so the environment tag pins what is
+# underneath. Names and tags from the release notes of https://github.com/Azure/AzureML-Containers
+# (base/gpu/<image>/release-notes.md, images/<image>/release-notes.md). v1 took 9.0, 9.1 and 10.0; Azure ML
+# never published a CUDA 9.1 image, so 9.1 has no entry. docs/images.md has the table.
+AZUREML_IMAGES = "mcr.microsoft.com/azureml"
+CUDA_BASE_IMAGES: dict[str, str] = {
+    "9.0": f"{AZUREML_IMAGES}/openmpi3.1.2-cuda9.0-cudnn7-ubuntu16.04:20210331.v1",
+    "10.0": f"{AZUREML_IMAGES}/openmpi3.1.2-cuda10.0-cudnn7-ubuntu18.04:20220401.v1",
+    "10.1": f"{AZUREML_IMAGES}/openmpi3.1.2-cuda10.1-cudnn7-ubuntu18.04:20220401.v1",
+    "11.6": f"{AZUREML_IMAGES}/openmpi4.1.0-cuda11.6-cudnn8-ubuntu20.04:20241202.v1",
+    "11.8": f"{AZUREML_IMAGES}/openmpi4.1.0-cuda11.8-cudnn8-ubuntu22.04:20241202.v1",
+}
+# Without cudaVersion: the newest, on the CPU default's Ubuntu 22.04 (v1 defaulted to 9.1, which has no image).
+DEFAULT_CUDA_VERSION = "11.8"
+
+# An image reference as Docker reads it: [registry[:port]/]path[:tag][@sha256:<64 hex>]
+# (grammar of https://github.com/distribution/reference/blob/main/reference.go, digest limited to sha256).
+_PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_DOMAIN = r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]+)?/)?"
+_IMAGE_REFERENCE = re.compile(rf"^{_DOMAIN}{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*(?::[\w][\w.-]{{0,127}})?(?:@sha256:[0-9a-f]{{64}})?$")
+
+
+def _cuda_version(value: Any) -> Any:
+    """v1 files write cudaVersion as a string, but a bare 10.0 is an easy slip: read it the same."""
+    return f"{value:.1f}" if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+
+
+def _supported_cuda(value: str) -> str:
+    if value not in CUDA_BASE_IMAGES:
+        missing = " (v1 took it, but Azure ML never published a CUDA 9.1 base image)" if value == "9.1" else ""
+        raise ValueError(f"has no Azure ML CUDA base image{missing}; allowed: {', '.join(CUDA_BASE_IMAGES)} (docs/images.md)")
+    return value
+
+
+def _image_reference(value: str) -> str:
+    if not _IMAGE_REFERENCE.match(value):
+        digest = " (a digest is @sha256: and 64 lowercase hex digits)" if "@" in value else ""
+        raise ValueError(f"is not an image reference{digest}; allowed: [registry/]name[:tag][@sha256:<digest>], "
+                         "e.g. mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04@sha256:<digest> to pin it")
+    return value
 
 
 class BaseImageRegistry(V1Section):
@@ -341,9 +433,9 @@ class InferenceConfig(V1Section):
     extra_dockerfile_steps: str | None = Field(default=None, alias="extraDockerfileSteps")
     extra_docker_file_steps: str | None = Field(default=None, alias="extraDockerFileSteps")
     enable_gpu: bool | None = None
-    base_image: str | None = None
+    base_image: Annotated[str, AfterValidator(_image_reference)] | None = None
     base_image_registry: BaseImageRegistry | None = None
-    cuda_version: Annotated[Literal["9.0", "9.1", "10.0"], BeforeValidator(_cuda_version)] | None = None
+    cuda_version: Annotated[str, BeforeValidator(_cuda_version), AfterValidator(_supported_cuda)] | None = None
     environment: dict[str, Any] | None = None
     description: str | None = None
 

@@ -3,15 +3,18 @@
 `azmlinfsrv` binds 0.0.0.0 with no flag to change it (`constants.DEFAULT_HOST`,
 star-imported into `amlserver`). Local mode and the tests must stay on loopback,
 so this launcher patches `amlserver.DEFAULT_HOST` and then runs the server's own
-entry point (`amlserver.run()`: argument parsing, env set-up, gunicorn) in this
-process. The launcher's PID *is* the gunicorn master: SIGTERM stops it
-gracefully (in-flight requests finish), SIGINT/SIGQUIT stop it at once.
+entry point (`amlserver.run()`: argument parsing, env set-up, gunicorn), as the image's entry point
+does (`python -m aksinf_runtime.serve`, `BOOT`). The launcher lays out the models and the v1
+environment, then *replaces itself* (`exec`) with the service environment's interpreter running
+the server, so the launcher's PID *is* the gunicorn master: SIGTERM stops it gracefully (in-flight
+requests finish), SIGINT/SIGQUIT stop it at once.
 
 Stable CLI (the local actuator and the tests spawn servers through it):
 
     python -m local.model_server --entry-script PATH --model-dir DIR --port PORT
         [--workers N] [--scoring-timeout-ms MS] [--source-dir DIR] [--run-dir DIR]
         [--service-name NAME] [--collect-model-data DESTINATION [--modeldata-spool DIR]]
+        [--environment DIR]
 
 - `--entry-script`: the v1 entry script (`init()` / `run()`).
 - `--model-dir`: the service's model folder, laid out as the image lays it out (below).
@@ -29,6 +32,10 @@ Stable CLI (the local actuator and the tests spawn servers through it):
 - `--collect-model-data`: turns model data collection on (`AML_MODEL_DC_STORAGE_ENABLED`) and
   sends it to DESTINATION (`file:///folder` or the local emulator's
   `http://127.0.0.1:PORT/<account>/<container>`); `--modeldata-spool` is where batches wait.
+- `--environment`: a service environment built by `local.environments` (`aksinf serve` builds one per
+  environment tag): the server runs on its interpreter with `PYTHONPATH` = its runtime copy only, so
+  nothing of the platform's `.venv` or of this project is importable. Without it, the server runs on
+  this interpreter with this process's `PYTHONPATH` (`--reuse-platform-env`).
 
 Logs are JSON lines carrying the router's request id (`aksinf_runtime.logs`), as in the cluster.
 
@@ -58,12 +65,10 @@ v1 showed as CrashLoopBackOff); a bad argument exits with code 2.
 from __future__ import annotations
 
 import argparse
-import atexit
 import os
 import re
 import shlex
 import shutil
-import signal
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -74,6 +79,7 @@ from aksinf_runtime import registered_models
 from aksinf_runtime.sinks import check_destination
 from contract.service import ModelService, RegisteredModel, model_layout
 from contract.v1_files import DEFAULT_SCORING_TIMEOUT_MS
+from local import environments
 from local.net import LOOPBACK
 from serving.translate import MODELS_DIR, model_dir_for, models_subdir, worker_timeout_seconds
 
@@ -91,6 +97,7 @@ def command(
     collect_model_data: str | None = None,
     modeldata_spool: str | os.PathLike[str] | None = None,
     run_dir: str | os.PathLike[str] | None = None,
+    environment: str | os.PathLike[str] | None = None,
 ) -> list[str]:
     """The argv that starts one model server (for `subprocess.Popen`)."""
     argv = [
@@ -118,16 +125,20 @@ def command(
         argv += ["--modeldata-spool", str(modeldata_spool)]
     if run_dir is not None:
         argv += ["--run-dir", str(run_dir)]
+    if environment is not None:
+        argv += ["--environment", str(environment)]
     return argv
 
 
 def command_for(
-    service: ModelService, port: int, modeldata: str | None = None, modeldata_spool: Path | None = None, run_dir: Path | None = None
+    service: ModelService, port: int, modeldata: str | None = None, modeldata_spool: Path | None = None,
+    run_dir: Path | None = None, environment: Path | None = None,
 ) -> list[str]:
     """argv of one local replica of `service` on 127.0.0.1:`port` (one worker per allowed concurrent request).
 
     `modeldata`: where collected model data goes locally, used only if this service collects it.
-    `run_dir`: the replica's working directory (default: a private temporary one)."""
+    `run_dir`: the replica's working directory (default: a private temporary one).
+    `environment`: the service's environment (`local.environments`; default: this interpreter)."""
     deployment = service.deployment
     collect = modeldata if deployment.collects_model_data else None
     return command(
@@ -141,6 +152,7 @@ def command_for(
         collect_model_data=collect,
         modeldata_spool=modeldata_spool if collect else None,
         run_dir=run_dir,
+        environment=environment,
     )
 
 
@@ -175,6 +187,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--service-name", help="AKSINF_SERVICE_NAME: in log lines and model data paths")
     parser.add_argument("--collect-model-data", metavar="DESTINATION", type=_destination, help="turn model data collection on, to this destination")
     parser.add_argument("--modeldata-spool", type=Path, help="where model data batches wait for upload")
+    parser.add_argument("--environment", type=Path, help="service environment to run in (local.environments); default: this interpreter")
     return parser
 
 
@@ -241,26 +254,25 @@ def lay_out_models(run_dir: Path, model_dir: Path, service_name: str, registered
     return link
 
 
-def _remove_at_exit(run_dir: Path) -> None:
-    """Delete our private run directory when this process (the gunicorn master) exits; its forked
-    workers inherit the handler and must leave the directory alone."""
+# What the service environment's interpreter runs (`python -c BOOT <azmlinfsrv arguments>`): the image's
+# entry point on 127.0.0.1, importing nothing but the standard library and aksinf_runtime. When the
+# launcher made a private run directory, the gunicorn master (not its forked workers) removes it on exit;
+# a SIGTERM before gunicorn installs its handlers then still exits through atexit.
+PRIVATE_RUN_DIR = "AKSINF_PRIVATE_RUN_DIR"
+BOOT = f"""# aks-inference model server (local.model_server)
+import atexit, os, shutil, signal, sys
+private = os.environ.pop({PRIVATE_RUN_DIR!r}, "")
+if private:
     owner = os.getpid()
+    atexit.register(lambda: os.getpid() == owner and shutil.rmtree(private, ignore_errors=True))
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+from aksinf_runtime import serve
+serve.main(sys.argv[1:], host={LOOPBACK!r})
+"""
 
-    def remove() -> None:
-        if os.getpid() == owner:
-            shutil.rmtree(run_dir, ignore_errors=True)
 
-    atexit.register(remove)
-
-
-def _enter(run_dir: Path) -> None:
-    """Make this process's import paths independent of the working directory, then move into `run_dir`."""
-    sys.path[:] = [os.path.abspath(entry) if entry else os.getcwd() for entry in sys.path]
-    if os.environ.get("PYTHONPATH"):
-        os.environ["PYTHONPATH"] = os.pathsep.join(
-            os.path.abspath(entry) for entry in os.environ["PYTHONPATH"].split(os.pathsep) if entry
-        )
-    os.chdir(run_dir)
+def _absolute_path(value: str) -> str:
+    return os.pathsep.join(os.path.abspath(entry) for entry in value.split(os.pathsep) if entry)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -273,12 +285,17 @@ def main(argv: list[str] | None = None) -> None:
     registered, issues = model_layout(args.model_dir.resolve(), "--model-dir")
     if issues:
         parser.error("; ".join(f"{issue.value}: {issue.problem}" for issue in issues))
+    python, pythonpath = sys.executable, _absolute_path(os.environ.get("PYTHONPATH", ""))
+    if args.environment is not None:
+        try:
+            environment = environments.load(args.environment.resolve())
+        except ValueError as error:
+            parser.error(f"--environment: {error}")
+        python, pythonpath = str(environment.python), str(environment.runtime_path)
     if args.run_dir is None:
         label = re.sub(r"[^A-Za-z0-9_.-]", "_", args.service_name or "model")
         run_dir = Path(tempfile.mkdtemp(prefix=f"aksinf-{label}-"))
-        _remove_at_exit(run_dir)
-        # A SIGTERM before gunicorn installs its handlers would end the process without atexit: exit cleanly.
-        signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+        os.environ[PRIVATE_RUN_DIR] = str(run_dir)
     else:
         run_dir = args.run_dir.resolve()
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -288,19 +305,18 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--run-dir: {error}")
     environment = server_environment(args, run_dir, registered)
     os.environ.update(environment)
-    _enter(run_dir)
-
-    from aksinf_runtime import serve
-
-    serve.main(
-        [
-            "--entry_script", environment[env.ENTRY_SCRIPT],
-            "--model_dir", environment[env.MODEL_DIR],
-            "--port", str(args.port),
-            "--worker_count", str(args.workers),
-        ],
-        host=LOOPBACK,
-    )
+    os.environ["PYTHONPATH"] = pythonpath  # absolute: the server starts in the run directory
+    if not pythonpath:
+        del os.environ["PYTHONPATH"]
+    os.chdir(run_dir)
+    server = [
+        "--entry_script", environment[env.ENTRY_SCRIPT],
+        "--model_dir", environment[env.MODEL_DIR],
+        "--port", str(args.port),
+        "--worker_count", str(args.workers),
+    ]
+    sys.stdout.flush()
+    os.execv(python, [python, "-c", BOOT, *server])
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 """The aks-inference CrossGuard rules, importable (unlike `__main__.py`, which serves forever).
 
 A rule learns the stack's purpose from the `aks-inference/purpose` tag (Azure resources) or
-label (Kubernetes objects) the program sets. Thresholds live in policy config
+label (Kubernetes objects) the program sets, and other stack choices from what the program writes on the
+objects (a policy never sees stack config): the router Deployment's `aks-inference/tls-allow-insecure`
+annotation (`tls.allowInsecure`), the GPU pools' taint (`contract.stack.GPU_TAINT`) that GPU services tolerate. Thresholds live in policy config
 (`--policy-pack-config`). The protected-cluster force-new rule reads the previous
 `networkProfile` from its config key `previous` (`{cluster resource name: networkProfile}`),
 which `review/plan.py` fills in from the previous `plans/<stack>.json`.
@@ -22,8 +24,9 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 
 from pulumi_policy import (
@@ -33,9 +36,19 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 
-from components.replacement import FORCE_NEW_NETWORK_FIELDS
+from components.replacement import IMMUTABLE, value_at
+from components.router_manifests import TLS_INSECURE_ANNOTATION
+from contract.kubernetes_versions import (
+    COMMUNITY_SUPPORT,
+    LONG_TERM_SUPPORT,
+    LTS_TIER,
+    days_until_end_of_support,
+    end_of_support,
+    minor_of,
+    supported_on,
+)
 from contract.names import PURPOSE_TAG as PURPOSE
-from contract.stack import PRODUCTION_PURPOSES
+from contract.stack import ACCELERATOR_LABEL, GPU_TAINT, PRODUCTION_FIREWALL_PUBLIC_IPS, PRODUCTION_PURPOSES
 from contract.vmsizes import retirement, vcpus
 from router.discovery import MODEL_SERVICE_LABEL as MODEL_LABEL
 from router.discovery import ROUTER_APP as ROUTER_NAME
@@ -261,6 +274,13 @@ def _workload_rule(name, description, level, check: Callable[[Workload, Mapping]
                                     validate=validate, config_schema=schema)
 
 
+def _per_container(containers: Iterable, check: Callable[[Any], Iterable[str]]) -> Iterator[str]:
+    """`container <name> <problem>` for every problem `check(container)` finds: the one shape of the workload rules."""
+    for c in containers:
+        for problem in check(c):
+            yield f"container {c.get('name')} {problem}"
+
+
 def _schema(**properties: dict) -> PolicyConfigSchema:
     return PolicyConfigSchema(properties=properties)
 
@@ -388,15 +408,19 @@ def _protect_production(args, report_violation):
 
 
 def _force_new(args, report_violation):
-    if args.resource_type != CLUSTER or not args.opts.protect:
+    """Config `previous`: {resource name: {table path: previous value}} (components/replacement.py), filled by the
+    plan for protected clusters and their pools; a changed value at a path with a recipe is a rebuild."""
+    if args.resource_type not in (CLUSTER, AGENT_POOL) or (args.resource_type == CLUSTER and not args.opts.protect):
         return
     previous = (args.get_config().get("previous") or {}).get(args.name)
     if previous is None:
         return
-    current = args.props.get("networkProfile") or {}
-    for key in FORCE_NEW_NETWORK_FIELDS:
-        if previous.get(key) != current.get(key):
-            report_violation(f"networkProfile.{key} {previous.get(key)!r} -> {current.get(key)!r} replaces the protected cluster")
+    for entry in IMMUTABLE[args.resource_type]:
+        if entry.recipe and entry.path in previous:
+            before, after = previous[entry.path], value_at(_plain(args.props), entry.path)
+            if before != after:
+                effect = "replaces" if entry.replaces else "is rejected by AKS on"
+                report_violation(f"{entry.path} {before!r} -> {after!r} {effect} the protected cluster; instead: {entry.recipe}")
 
 
 # --- ACR, storage and firewall ---------------------------------------------------------------------
@@ -467,8 +491,8 @@ def _udr_covered(args, report_violation):
     program's `egressAllowlist` output), each of which must appear in a rule collection."""
     clusters = [r for r in args.resources if r.resource_type == CLUSTER]
     udr = [c for c in clusters if _get(c.props, "networkProfile", "outboundType") == "userDefinedRouting"]
-    if not udr:
-        return
+    if not udr or not any(r.resource_type == "azure-native:network:AzureFirewall" for r in args.resources):
+        return  # no firewall of ours (egress.mode external): the network team's firewall applies the exported allowlist
     allowed = {json.dumps(_plain(r.props.get("ruleCollections")), sort_keys=True)
                for r in args.resources if r.resource_type == RULE_GROUP}
     text = " ".join(allowed)
@@ -528,6 +552,8 @@ def _router_tls(args, report_violation):
                    if r.resource_type == "kubernetes:core/v1:Secret" and r.props.get("type") == "kubernetes.io/tls"}
     production = any(_is_production(r.props) for r in args.resources if r.resource_type == CLUSTER)
     for router in routers if production else []:
+        if _annotations(router.props).get(TLS_INSECURE_ANNOTATION) == "true":
+            continue  # the stack chose plain HTTP explicitly (tls.allowInsecure: true)
         volumes = _get(router.props, "spec", "template", "spec", "volumes", default=[])
         if not any(_get(v, "secret", "secretName") in tls_secrets for v in volumes):
             report_violation("the production router mounts no kubernetes.io/tls Secret", router.urn)
@@ -544,64 +570,77 @@ def _built_here(image: str, registry: str | None) -> bool:
 
 def _images(w: Workload, config):
     registry = config.get("registry")
-    for c in w.containers:
+
+    def check(c):
         if w.reviewed_container(c) is not None:
-            continue  # the exact third-party reference that was reviewed
+            return  # the exact third-party reference that was reviewed
         image = c.get("image") or ""
         if image.endswith(":latest") or not (_DIGEST.search(image) or _HASH_TAG.search(image)):
-            yield f"container {c.get('name')}: image {image} is not pinned by digest or content-hash tag"
+            yield f"image {image} is not pinned by digest or content-hash tag"
         if registry and not image.startswith(registry + "/"):
-            yield f"container {c.get('name')}: image {image} is not from {registry}"
+            yield f"image {image} is not from {registry}"
         elif not registry and ".azurecr.io/" not in image:
-            yield f"container {c.get('name')}: image {image} is not from the stack's ACR"
+            yield f"image {image} is not from the stack's ACR"
+
+    return _per_container(w.containers, check)
 
 
 def _platform_digests(w: Workload, config):
     registry = config.get("registry")
-    for c in w.containers:
+
+    def check(c):
         image = c.get("image") or ""
         if _built_here(image, registry) and not _DIGEST.search(image):
-            yield f"container {c.get('name')}: image {image} is built by the platform but not pinned by digest (@sha256:...)"
+            yield f"image {image} is built by the platform but not pinned by digest (@sha256:...)"
+
+    return _per_container(w.containers, check)
 
 
 def _resources_and_probes(w: Workload, _):
-    if not _is_model(w.props):
-        return
-    for c in w.pod.get("containers") or []:
+    def check(c):
         res = c.get("resources") or {}
         for missing in [k for k in ("requests", "limits") if not res.get(k)] + \
                        [k for k in ("readinessProbe", "livenessProbe") if not c.get(k)]:
-            yield f"container {c.get('name')} has no {missing}"
+            yield f"has no {missing}"
+
+    return _per_container(w.pod.get("containers") or [], check) if _is_model(w.props) else ()
 
 
 def _security(w: Workload, _):
     pod_non_root = _get(w.pod, "securityContext", "runAsNonRoot")
-    for c in w.containers:
+
+    def check(c):
         sc = c.get("securityContext") or {}
         if sc.get("privileged"):
-            yield f"container {c.get('name')} is privileged"
+            yield "is privileged"
         if sc.get("allowPrivilegeEscalation") is not False:
-            yield f"container {c.get('name')} allows privilege escalation"
+            yield "allows privilege escalation"
         non_root = sc.get("runAsNonRoot") or (pod_non_root and sc.get("runAsNonRoot") is not False)
         reviewed = w.reviewed_container(c)
         if not non_root and not (reviewed and reviewed.run_as_root):
-            yield f"container {c.get('name')} may run as root"
+            yield "may run as root"
+
+    return _per_container(w.containers, check)
 
 
 def _capabilities(w: Workload, _):
-    for c in w.containers:
+    def check(c):
         caps = _get(c, "securityContext", "capabilities", default={}) or {}
         if "ALL" not in [str(cap).upper() for cap in caps.get("drop") or []]:
-            yield f"container {c.get('name')} does not drop ALL capabilities"
+            yield "does not drop ALL capabilities"
         if caps.get("add"):
-            yield f"container {c.get('name')} adds capabilities {list(caps.get('add'))}"
+            yield f"adds capabilities {list(caps.get('add'))}"
+
+    return _per_container(w.containers, check)
 
 
 def _read_only_root(w: Workload, _):
-    for c in w.containers:
+    def check(c):
         reviewed = w.reviewed_container(c)
         if _get(c, "securityContext", "readOnlyRootFilesystem") is not True and not (reviewed and reviewed.writable_root_filesystem):
-            yield f"container {c.get('name')} can write its root filesystem (readOnlyRootFilesystem is not true)"
+            yield "can write its root filesystem (readOnlyRootFilesystem is not true)"
+
+    return _per_container(w.containers, check)
 
 
 def _host_namespaces(w: Workload, _):
@@ -618,15 +657,32 @@ def _host_paths(w: Workload, _):
             yield f"volume {volume.get('name')} mounts the node's {path}"
 
 
+def _tolerates(toleration: Any, taint: str) -> bool:
+    """Kubernetes' matching rule (https://kubernetes.io/docs/concepts/scheduling-eviction/taint-and-toleration/):
+    an empty effect matches every effect; an empty key with Exists matches every taint; Exists matches any
+    value of the key; Equal (the default operator) matches the value."""
+    key, rest = taint.split("=", 1)
+    value, effect = rest.split(":")
+    operator = toleration.get("operator") or "Equal"
+    if toleration.get("effect") and toleration.get("effect") != effect:
+        return False
+    if not toleration.get("key"):
+        return operator == "Exists"
+    return toleration.get("key") == key and (operator == "Exists" or (operator == "Equal" and (toleration.get("value") or "") == value))
+
+
 def _gpu(w: Workload, _):
+    """A GPU model workload (it requests nvidia.com/gpu or selects the GPU pools' label) must tolerate the
+    taint every GPU pool carries (contract.stack.GPU_TAINT, set by components/cluster_profiles.py) and
+    request nvidia.com/gpu."""
     pod = w.pod
-    selects_gpu = GPU in json.dumps(_plain(pod.get("nodeSelector") or {})) or \
-        any(_get(c, "resources", "limits", GPU) for c in pod.get("containers") or [])
-    if not _is_model(w.props) or not selects_gpu:
+    requests_gpu = any(_get(c, "resources", "limits", GPU) for c in pod.get("containers") or [])
+    selects_gpu = (pod.get("nodeSelector") or {}).get(ACCELERATOR_LABEL) == "gpu"
+    if not _is_model(w.props) or not (requests_gpu or selects_gpu):
         return
-    if not any(t.get("key") == GPU for t in pod.get("tolerations") or []):
-        yield "GPU service does not tolerate the nvidia.com/gpu taint"
-    if not any(_get(c, "resources", "limits", GPU) for c in pod.get("containers") or []):
+    if not any(_tolerates(t, GPU_TAINT) for t in pod.get("tolerations") or []):
+        yield f"GPU service does not tolerate the GPU pools' taint {GPU_TAINT}: it can never be scheduled there"
+    if not requests_gpu:
         yield "GPU service requests no nvidia.com/gpu"
 
 
@@ -660,11 +716,13 @@ def _replicas(p, _):
 
 
 def _scoring_timeout(w: Workload, _):
-    for c in w.pod.get("containers") or []:
+    def check(c):
         env = {e.get("name"): e.get("value") for e in c.get("env") or []}
         if "SCORING_TIMEOUT_MS" in env and "WORKER_TIMEOUT" in env:
             if int(env["SCORING_TIMEOUT_MS"]) >= int(env["WORKER_TIMEOUT"]) * 1000:
-                yield f"scoring timeout {env['SCORING_TIMEOUT_MS']} ms is not below the worker timeout {env['WORKER_TIMEOUT']} s"
+                yield f"has a scoring timeout of {env['SCORING_TIMEOUT_MS']} ms, not below its worker timeout of {env['WORKER_TIMEOUT']} s"
+
+    return _per_container(w.pod.get("containers") or [], check)
 
 
 _LIMIT_SCHEMA = {"type": "integer", "minimum": 1}
@@ -690,8 +748,10 @@ ALL = [
                                          "Fix: keep protect=config.is_production in `components/cluster.py` and `components/registry.py`.",
                              enforcement_level=MANDATORY, validate=_protect_production),
     ResourceValidationPolicy(name="protected-cluster-force-new-change",
-                             description="A change to a force-new networkProfile field would replace a protected cluster. "
-                                         "Fix: revert the `aks-inference:network` change, or build a new cluster and migrate.",
+                             description="A change that rebuilds a protected cluster or one of its pools, or that AKS rejects in place "
+                                         "(force-new networkProfile fields, dnsPrefix, the system pool's VM size, a pool's maxPods/osSku/subnet/zones; "
+                                         "the table in components/replacement.py). "
+                                         "Fix: revert the `aks-inference:network` or `aks-inference:cluster` change, or follow the migration recipe the plan prints.",
                              enforcement_level=MANDATORY, validate=_force_new,
                              config_schema=_schema(previous={"type": "object"})),
     _resource("aks-network-policy-enabled", "networkProfile.networkPolicy must be set (cilium, calico or azure) so NetworkPolicies are enforced. "
@@ -774,8 +834,9 @@ ALL = [
               "Fix: leave `aks-inference:models[].deployment.authEnabled` unset or true, or set `aks-inference:models[].deployment.tokenAuthEnabled`.",
               MANDATORY, (SERVICE,), _model_auth),
     StackValidationPolicy(name="router-tls-production",
-                          description="The router must serve TLS in FastProd/DenseProd (a kubernetes.io/tls Secret mounted by the router). "
-                                      "Fix: set `aks-inference:tls.certificate` and `aks-inference:tls.key` as secrets.",
+                          description="The router must serve TLS in FastProd/DenseProd (a kubernetes.io/tls Secret mounted by the router), "
+                                      f"unless the stack serves plain HTTP explicitly (the router Deployment's {TLS_INSECURE_ANNOTATION} annotation, set from tls.allowInsecure). "
+                                      "Fix: set `aks-inference:tls.certificate` and `aks-inference:tls.key` as secrets, or `aks-inference:tls.allowInsecure` to true.",
                           enforcement_level=MANDATORY, validate=_router_tls),
     _workload_rule("images-from-acr-pinned", f"Images of {_CONTROLLERS} must come from the stack's ACR (config registry) and be pinned by digest or content-hash tag, never latest. "
                    "A third-party image passes only as the exact reference of a reviewed exception (REVIEWED_WORKLOADS). "
@@ -805,7 +866,8 @@ ALL = [
                    f"Reviewed exception (may mount exactly these paths): {_reviewed_host_paths()}. "
                    "Fix: use an emptyDir or a ConfigMap volume, or review the workload in `policies/rules.py`.",
                    MANDATORY, _host_paths),
-    _workload_rule("gpu-services-scheduled", "GPU model services must tolerate the nvidia.com/gpu taint and request nvidia.com/gpu. "
+    _workload_rule("gpu-services-scheduled", f"GPU model services (requesting nvidia.com/gpu or selecting {ACCELERATOR_LABEL}: gpu) must tolerate the taint "
+                   f"every GPU pool carries ({GPU_TAINT}) and request nvidia.com/gpu. "
                    "Fix: set `aks-inference:models[].deployment.gpuCores` and add a pool with `aks-inference:pools[].accelerator` gpu.",
                    MANDATORY, _gpu),
     _resource("payload-cap", "A model service's payload cap (annotation aks-inference/max-payload-mb) must not exceed the limit (config maxPayloadMb, default 100 MB). "
@@ -831,3 +893,62 @@ def markdown_table() -> str:
         config = ", ".join(f"`{key}`" for key in sorted(policy.config_schema.properties)) if policy.config_schema else ""
         lines.append(f"| `{policy.name}` | {policy.enforcement_level.value} | {kind} | {config} | {policy.description} |")
     return "\n".join(lines)
+
+
+# --- Kubernetes version support (appended: the rule table lists it last) ------------------------------
+
+END_OF_SUPPORT_WARNING_DAYS = 60
+
+
+def _version_support(p, config):
+    """The cluster's minor against the AKS calendar (contract/kubernetes_versions.py) on config `today`
+    (ISO date; default: the day the pack runs)."""
+    version = p.get("kubernetesVersion")
+    if not version:
+        return
+    today = date.fromisoformat(config["today"]) if config.get("today") else date.today()
+    tier, plan = _get(p, "sku", "tier") or "", p.get("supportPlan") or COMMUNITY_SUPPORT
+    end = end_of_support(version, tier, plan)
+    if end is None:
+        yield f"Kubernetes {version} is not in the AKS release calendar (contract/kubernetes_versions.py)"
+        return
+    days = days_until_end_of_support(version, today, tier, plan)
+    support = "long-term" if (plan, tier) == (LONG_TERM_SUPPORT, LTS_TIER) else "community"
+    if days <= 0:
+        yield f"Kubernetes {minor_of(version)} left {support} support on {end.isoformat()}; upgrade to one of {', '.join(supported_on(today))}"
+    elif days <= config.get("warnDays", END_OF_SUPPORT_WARNING_DAYS):
+        yield (f"Kubernetes {minor_of(version)} leaves {support} support on {end.isoformat()}, in {days} days; "
+               f"upgrade to one of {', '.join(v for v in supported_on(today) if v > minor_of(version)) or 'the next minor'}")
+
+
+ALL.append(
+    _resource("aks-version-end-of-support", f"The cluster's Kubernetes minor should not be within {END_OF_SUPPORT_WARNING_DAYS} days (config warnDays) of "
+              "leaving the support it has on AKS (community, or long-term with Premium tier and AKSLongTermSupport), per the AKS release calendar "
+              "on config today (default: the day the pack runs). Advisory: the stack's config check already refuses a version past its support. "
+              "Fix: raise `aks-inference:cluster.kubernetesVersion` to a newer supported minor (an in-place upgrade, one minor at a time).",
+              ADVISORY, (CLUSTER,), _version_support,
+              _schema(today={"type": "string", "format": "date"}, warnDays=_LIMIT_SCHEMA))
+)
+
+
+# --- Azure Firewall SNAT capacity (appended: the rule table lists it last) ----------------------------
+
+AZURE_FIREWALL = "azure-native:network:AzureFirewall"
+
+
+def _firewall_public_ips(p, config):
+    """Public IPs on a production firewall against Microsoft's guidance (contract/stack.py
+    PRODUCTION_FIREWALL_PUBLIC_IPS: https://learn.microsoft.com/azure/aks/limit-egress-traffic)."""
+    minimum = config.get("minPublicIps", PRODUCTION_FIREWALL_PUBLIC_IPS)
+    count = sum(1 for c in p.get("ipConfigurations") or [] if _get(c, "publicIPAddress", "id"))
+    if _is_production(p) and count < minimum:
+        yield (f"the firewall has {count} public IP(s), below the {minimum} Microsoft recommends for production; "
+               f"each adds 2,496 SNAT ports per firewall instance")
+
+
+ALL.append(
+    _resource("firewall-public-ips-production", f"FastProd/DenseProd firewalls should have at least {PRODUCTION_FIREWALL_PUBLIC_IPS} public IPs "
+              "(config minPublicIps), Microsoft's production guidance against SNAT port exhaustion. Advisory: fewer is a capacity risk, not a fault. "
+              f"Fix: raise `aks-inference:egress.firewallPublicIps` (or leave it unset: production stacks default to {PRODUCTION_FIREWALL_PUBLIC_IPS}).",
+              ADVISORY, (AZURE_FIREWALL,), _firewall_public_ips, _schema(minPublicIps=_LIMIT_SCHEMA))
+)

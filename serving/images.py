@@ -1,7 +1,7 @@
 """Content-hashed images, like Azure ML v1's: an environment image shared by every service with the
 same environment, and a service image per service on top of it.
 
-environment tag = hash(base image, extra Docker steps, conda file or environment spec, server version,
+environment tag = hash(base image reference, extra Docker steps, conda file or environment spec, server version,
                        aksinf_runtime's files (its v1 compat tree included) and pinned dependencies)
 service tag     = hash(environment tag, every included file's relative path and bytes
                        [, "layout": "v1" for a v1-layout model folder])
@@ -11,6 +11,12 @@ Models land where v1 put them (`serving.translate.models_subdir`): a v1-layout m
 one `/var/azureml-app/azureml-models/<service>/...`. The same files in the other layout are a
 different image, so the v1 layout is part of the service tag; a flat service's tag is computed as
 before.
+
+The base image (`base_image_for`): the config's `baseImage` as given (a `@sha256:` digest in it stays in
+the `FROM`, so the build is pinned to exactly that image); else, for a GPU service (`enableGpu: true` or
+`gpuCores` > 0), Azure ML's CUDA image for `cudaVersion` (`contract.v1_files.CUDA_BASE_IMAGES`); else
+Azure ML's CPU image. Defaults carry a dated release tag, never `latest`: the environment tag hashes the
+reference, so a reference that moves under the same name would not change the tag.
 
 Tags are 20 hex characters (80 bits): collision-free in practice for any registry, short to read.
 No Docker engine is needed to compute them; build contexts are laid out as plain files.
@@ -27,12 +33,15 @@ from pathlib import Path
 from string import Template
 
 from aksinf_runtime import environment as runtime_env
+from contract.v1_files import CUDA_BASE_IMAGES, DEFAULT_CUDA_VERSION
 from serving.hashing import IgnoreRules, StatCache, included_files
 from serving.translate import MODELS_DIR, model_environment, models_subdir
 
 TAG_LENGTH = 20
 SERVER_VERSION = "1.5.1"  # azureml-inference-server-http, as pinned in requirements.lock
-DEFAULT_BASE_IMAGE = "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04:latest"
+# Azure ML's CPU inference base, at a dated release (images/openmpi4.1.0-ubuntu22.04/release-notes.md of
+# https://github.com/Azure/AzureML-Containers); the CUDA ones are in contract.v1_files.CUDA_BASE_IMAGES.
+DEFAULT_BASE_IMAGE = "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04:20241202.v1"
 TEMPLATES = Path(__file__).resolve().parent
 ENVIRONMENT_REPOSITORY = "aksinf/environment"
 RUNTIME_DIR = TEMPLATES.parent / "aksinf_runtime"
@@ -151,6 +160,34 @@ def _copy(source: Path, target: Path) -> None:
     shutil.copy2(source, target)
 
 
+def wants_gpu(service) -> bool:
+    """v1's `enableGpu`, or GPUs requested by the deployment (`gpuCores` > 0): the image needs CUDA."""
+    return bool(service.inference.enable_gpu) or service.deployment.gpu_count > 0
+
+
+def base_image_for(service) -> str:
+    """The `FROM` reference: `baseImage` (behind `baseImageRegistry.address`) as given, else the CUDA
+    image for `cudaVersion` when the service wants a GPU, else the CPU image."""
+    inference = service.inference
+    if inference.base_image:
+        registry = inference.base_image_registry.address if inference.base_image_registry else None
+        return f"{registry}/{inference.base_image}" if registry else inference.base_image
+    if wants_gpu(service):
+        return CUDA_BASE_IMAGES[inference.cuda_version or DEFAULT_CUDA_VERSION]
+    return DEFAULT_BASE_IMAGE
+
+
+def image_warnings(service) -> list[str]:
+    """What builds but is probably not what the user meant (printed by `aksinf plan`, never an error)."""
+    inference, warnings = service.inference, []
+    if inference.enable_gpu and service.deployment.gpu_count == 0:
+        warnings.append(
+            f"service {service.name}: enableGpu is true but the deployment requests no GPU (gpuCores 0): the CUDA image "
+            "runs on CPU nodes without a GPU; set gpuCores (deploymentconfig.json) to schedule it on a GPU pool, or drop enableGpu"
+        )
+    return warnings
+
+
 def environment_for(service) -> EnvironmentSpec:
     """The environment of a v1 service (contract.v1_files.ModelService)."""
     inference = service.inference
@@ -158,9 +195,7 @@ def environment_for(service) -> EnvironmentSpec:
         conda = json.dumps(inference.environment, sort_keys=True).encode()
     else:
         conda = service.conda_file.read_bytes() if service.conda_file else b"dependencies: []\n"
-    base = inference.base_image or DEFAULT_BASE_IMAGE
-    if inference.base_image_registry and inference.base_image_registry.address:
-        base = f"{inference.base_image_registry.address}/{base}"
+    base = base_image_for(service)
     # v1's extraDockerfileSteps names a file of Dockerfile lines, relative to the source directory.
     steps = (service.source_dir / inference.dockerfile_steps).read_text() if inference.dockerfile_steps else ""
     return EnvironmentSpec(base, steps.strip(), conda)

@@ -1,7 +1,8 @@
 """Build the model files of the v1 examples, laid out as v1 registered and deployed them.
 
-Every model is fitted on scikit-learn's bundled diabetes data set (nothing is downloaded; Ridge and
-Lasso have no randomness, so every run writes the same bytes). Each service folder's `model/` is in
+Every model is fitted on scikit-learn's bundled diabetes data set (nothing is downloaded; Ridge, and
+Lasso and ElasticNet with their default cyclic coordinate descent, have no randomness, so every run
+writes the same bytes). Each service folder's `model/` is in
 v1's layout, `model/<registered name>/<version>/<one file or folder>`:
 
     multi-model/model/diabetes-ridge/1/ridge.pkl          Ridge, alpha 1.0 (the previous version)
@@ -9,6 +10,8 @@ v1's layout, `model/<registered name>/<version>/<one file or folder>`:
     multi-model/model/diabetes-lasso/1/lasso/             a folder: model.pkl + features.json
     mlopspython/model/diabetes_regression_model.pkl/3/diabetes_regression_model.pkl
     data-collection/model/diabetes-ridge/4/diabetes-ridge.pkl
+    rawhttp-upload/model/diabetes-csv/1/model.joblib    Lasso, alpha 0.1
+    gpu/model/diabetes-elasticnet/2/model.pkl           ElasticNet, alpha 0.001 (scikit-learn: CPU, on a GPU node too)
 
     python examples/v1/train.py [--root examples/v1]
 """
@@ -22,7 +25,7 @@ from pathlib import Path
 
 import joblib
 from sklearn.datasets import load_diabetes
-from sklearn.linear_model import Lasso, Ridge
+from sklearn.linear_model import ElasticNet, Lasso, Ridge
 
 HERE = Path(__file__).resolve().parent
 FEATURE_NAMES = ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"]
@@ -34,6 +37,8 @@ MODELS = (
     ("multi-model", "diabetes-lasso", 1, "lasso/model.pkl", lambda: Lasso(alpha=0.05)),
     ("mlopspython", "diabetes_regression_model.pkl", 3, "diabetes_regression_model.pkl", lambda: Ridge(alpha=0.5)),
     ("data-collection", "diabetes-ridge", 4, "diabetes-ridge.pkl", lambda: Ridge(alpha=0.1)),
+    ("rawhttp-upload", "diabetes-csv", 1, "model.joblib", lambda: Lasso(alpha=0.1)),
+    ("gpu", "diabetes-elasticnet", 2, "model.pkl", lambda: ElasticNet(alpha=0.001)),
 )
 # Beside a model saved as a folder: what v1 users kept next to the weights.
 EXTRA_FILES = {("multi-model", "diabetes-lasso", 1): {"lasso/features.json": {"features": FEATURE_NAMES}}}

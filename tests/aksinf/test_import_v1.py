@@ -145,3 +145,65 @@ def test_import_v1_bad_yaml_names_the_file(tmp_path, capsys):
     code = cli.main(["import-v1", "--deploy-config", str(deploy_file), "--inference-config", str(SAMPLE / "inferenceconfig.json"), "--name", "diabetes"])
     assert code == 2
     assert f"--deploy-config {deploy_file}: is not valid YAML" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- --model NAME:VERSION=PATH
+
+
+def _service_without_models(tmp_path):
+    folder = tmp_path / "svc"
+    shutil.copytree(SAMPLE, folder, ignore=shutil.ignore_patterns("model", "__pycache__"))
+    return folder
+
+
+def _import(folder, *models: str) -> list[str]:
+    argv = ["import-v1", "--deploy-config", str(folder / "deploymentconfig.json"), "--inference-config", str(folder / "inferenceconfig.json"),
+            "--name", "diabetes"]
+    return argv + [f"--model={spec}" for spec in models]  # --model=: a spec may start with a dash
+
+
+def test_import_v1_lays_registered_models_out_as_v1_did(tmp_path, capsys):
+    """Two versions of one model and a folder model: model/<name>/<version>/<basename>, and the folder loads as v1 layout."""
+    folder = _service_without_models(tmp_path)
+    outputs = tmp_path / "outputs"
+    (outputs / "onnx").mkdir(parents=True)
+    pickle = next((SAMPLE / "model").glob("*.pkl"))
+    (outputs / "onnx" / "model.onnx").write_bytes(b"onnx")
+    code = cli.main(_import(folder, f"diabetes-ridge:1={pickle}", f"diabetes-ridge:2={pickle}", f"resnet.onnx:7={outputs / 'onnx'}"))
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert (folder / "model" / "diabetes-ridge" / "2" / pickle.name).read_bytes() == pickle.read_bytes()
+    assert (folder / "model" / "resnet.onnx" / "7" / "onnx" / "model.onnx").read_bytes() == b"onnx"
+    service = load_service(folder, "diabetes")
+    assert service.model_layout == "v1"
+    assert [(m.name, m.version) for m in service.registered_models] == [("diabetes-ridge", 1), ("diabetes-ridge", 2), ("resnet.onnx", 7)]
+    assert f"laid out {outputs / 'onnx'} as {folder / 'model' / 'resnet.onnx' / '7' / 'onnx'}" in err
+    assert "note: put the models into" not in err
+
+
+def test_import_v1_bad_model_specs_are_every_problem_and_nothing_is_copied(tmp_path, capsys):
+    folder = _service_without_models(tmp_path)
+    pickle = next((SAMPLE / "model").glob("*.pkl"))
+    specs = ["no-version", f"ridge:07={pickle}", f"-ridge:1={pickle}", f"ridge:1={tmp_path / 'missing.pkl'}", f"ok:1={pickle}", f"ok:1={pickle}"]
+    code = cli.main(_import(folder, *specs))
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "--model 'no-version': must be NAME:VERSION=PATH" in err
+    assert "version '07' is not a registered model version" in err
+    assert "name '-ridge' is not a registered model name" in err
+    assert f"path {tmp_path / 'missing.pkl'} not found" in err
+    assert "ok:1 is given twice" in err
+    assert not (folder / "model").exists()
+
+
+def test_import_v1_never_overwrites_or_mixes_with_a_flat_model(tmp_path, capsys):
+    pickle = next((SAMPLE / "model").glob("*.pkl"))
+    flat = tmp_path / "flat"
+    shutil.copytree(SAMPLE, flat, ignore=shutil.ignore_patterns("__pycache__"))
+    assert cli.main(_import(flat, f"ridge:1={pickle}")) == 2
+    assert "holds a flat (unnamed) model" in capsys.readouterr().err
+    folder = _service_without_models(tmp_path)
+    assert cli.main(_import(folder, f"ridge:1={pickle}")) == 0
+    capsys.readouterr()
+    assert cli.main(_import(folder, f"ridge:1={pickle}")) == 2
+    assert f"{folder / 'model' / 'ridge' / '1'} already exists; remove it first" in capsys.readouterr().err

@@ -126,15 +126,32 @@ def test_spark_runtime_is_valid_v1_but_not_served(folder):
     assert "not supported" in problems(folder, {"entryScript": "score.py", "runtime": "spark-py"})["runtime"]
 
 
-@pytest.mark.parametrize("version", ["9.0", "9.1", "10.0", 10.0, 9.1])
+@pytest.mark.parametrize("version", ["9.0", "10.0", 10.0, "11.8", 11.8])
 def test_cuda_versions(folder, version):
+    """The versions with an Azure ML CUDA base image (contract.v1_files.CUDA_BASE_IMAGES), written as v1 did or bare."""
     config, issues = parse_inference({"entryScript": "score.py", "cudaVersion": version}, folder, key="")
-    assert issues == [] and config.cuda_version in ("9.0", "9.1", "10.0")
+    assert issues == [] and config.cuda_version == (f"{version:.1f}" if isinstance(version, float) else version)
 
 
-@pytest.mark.parametrize("version", ["11.0", "10", 11.8])
-def test_cuda_version_outside_v1_set(folder, version):
-    assert "'9.0', '9.1' or '10.0'" in problems(folder, {"entryScript": "score.py", "cudaVersion": version})["cudaVersion"]
+@pytest.mark.parametrize("version", ["11.0", "10", 12.4, "9.1"])
+def test_cuda_version_without_a_base_image_names_the_allowed_ones(folder, version):
+    problem = problems(folder, {"entryScript": "score.py", "cudaVersion": version})["cudaVersion"]
+    assert "has no Azure ML CUDA base image" in problem and "allowed: 9.0, 10.0, 10.1, 11.6, 11.8" in problem
+
+
+def test_cuda_9_1_says_v1_took_it_but_no_image_exists(folder):
+    assert "never published a CUDA 9.1 base image" in problems(folder, {"entryScript": "score.py", "cudaVersion": "9.1"})["cudaVersion"]
+
+
+@pytest.mark.parametrize("image", ["ubuntu:22.04", "contoso.azurecr.io:5000/team/cuda:12.4-runtime",
+                                   "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04@sha256:" + "0a" * 32])
+def test_base_image_references(folder, image):
+    assert parse_inference({"entryScript": "score.py", "baseImage": image}, folder, key="")[1] == []
+
+
+@pytest.mark.parametrize("image", ["ubuntu@sha256:abc", "ubuntu@sha256:" + "A" * 64, "ubuntu 22.04", "mcr.microsoft.com/x:"])
+def test_a_base_image_that_is_no_reference_is_refused(folder, image):
+    assert "is not an image reference" in problems(folder, {"entryScript": "score.py", "baseImage": image})["baseImage"]
 
 
 @pytest.mark.parametrize(

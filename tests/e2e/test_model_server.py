@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import json
 import os
-import signal
 import socket
 import subprocess
-import time
 from pathlib import Path
 
 import httpx
@@ -17,6 +14,7 @@ import pytest
 
 from contract.stack import PROJECT_ROOT
 from local import model_server as local_server
+from tests.fixtures_services import model_server
 
 SAMPLE = PROJECT_ROOT / "examples" / "models" / "diabetes"
 
@@ -54,36 +52,6 @@ def _children(pid: int) -> list[int]:
     return [int(p) for p in path.read_text().split()] if path.exists() else []
 
 
-@contextlib.contextmanager
-def running(argv: list[str], log_path: Path, port: int):
-    """A server process group, healthy on `port`; always killed on exit."""
-    log = open(log_path, "w+")
-    process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if process.poll() is not None:
-                log.seek(0)
-                pytest.fail(f"server exited with {process.returncode}:\n{log.read()}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("server not healthy within 30 s")
-            time.sleep(0.1)
-        yield process
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-        log.close()
-
-
 @pytest.fixture(scope="module")
 def diabetes_server(tmp_path_factory):
     """One real server on a free loopback port; the whole process group is killed afterwards."""
@@ -94,7 +62,7 @@ def diabetes_server(tmp_path_factory):
     train.main(["--out", str(model_dir / train.MODEL_FILE)])
     port = _free_port()
     argv = local_server.command(SAMPLE / "score.py", model_dir, port, workers=1, scoring_timeout_ms=5000)
-    with running(argv, tmp_path_factory.mktemp("log") / "server.log", port) as process:
+    with model_server(argv, tmp_path_factory.mktemp("log") / "server.log", port, timeout=30) as process:
         yield process, port
 
 
@@ -171,7 +139,7 @@ def test_scoring_timeout_reaches_the_server(tmp_path):
     (tmp_path / "slow.py").write_text("import time\n\ndef init():\n    pass\n\ndef run(raw):\n    time.sleep(float(raw))\n    return 'done'\n")
     port = _free_port()
     argv = local_server.command(tmp_path / "slow.py", tmp_path, port, workers=1, scoring_timeout_ms=200)
-    with running(argv, tmp_path / "server.log", port):
+    with model_server(argv, tmp_path / "server.log", port, timeout=30):
         fast = httpx.post(f"http://127.0.0.1:{port}/score", content="0", headers={"Content-Type": "text/plain"})
         slow = httpx.post(f"http://127.0.0.1:{port}/score", content="2", headers={"Content-Type": "text/plain"}, timeout=10)
     assert fast.status_code == 200 and fast.json() == "done"

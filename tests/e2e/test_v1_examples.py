@@ -2,21 +2,22 @@
 
 Each entry script is exactly what a v1 user deployed: `from azureml.core.model import Model`,
 `Model.get_model_path(...)`, `AZUREML_MODEL_DIR`, `X-Ms-Request-Id`, `azureml.monitoring`,
-`azureml.contrib.services`. Every service folder is copied, its models built by examples/v1/train.py
-(as `make` builds them), loaded by the contract and started through `local.model_server`.
+`azureml.contrib.services` (`@rawhttp`, a multipart upload from `request.files`), inference-schema's
+Numpy, Pandas and standard types, a GPU deployment (served on the CPU locally). Every service folder is
+copied, its models built by examples/v1/train.py (as `make` builds them), loaded by the contract and
+started through `local.model_server` or behind the router in its own environment; the CPU examples also
+go through the offline plan and the policy pack (the gpu one is the shipped gpu stack's model).
 """
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
+import io
 import json
 import os
+import shlex
 import shutil
-import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -24,11 +25,17 @@ import joblib
 import numpy
 import pytest
 
+from aksinf.serve import try_lines
 from contract.service import load_service
 from contract.stack import PROJECT_ROOT
+from contract.v1_files import CUDA_BASE_IMAGES
 from local import model_server as local_server
 from local.net import free_port
 from local.platform import LocalPlatform
+from review.plan import main as plan_main
+from serving.images import environment_for
+from tests.fixtures_services import model_server, stop_server
+from tests.pulumi_harness import stack_config
 
 V1_EXAMPLES = PROJECT_ROOT / "examples" / "v1"
 REQUEST = json.loads((V1_EXAMPLES / "multi-model" / "sample-request.json").read_text())
@@ -50,41 +57,6 @@ def examples(tmp_path_factory) -> Path:
     return root
 
 
-@contextlib.contextmanager
-def serving(argv: list[str], log_path: Path, port: int, env: dict[str, str] | None = None):
-    """A model server process group, healthy on `port`; stopped (SIGTERM, then SIGKILL) on exit."""
-    log = open(log_path, "w+")
-    process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env={**os.environ, **(env or {})})
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                log.seek(0)
-                pytest.fail(f"server exited with {process.returncode}:\n{log.read()}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("server not healthy within 60 s")
-            time.sleep(0.1)
-        yield process
-    finally:
-        stop(process)
-        log.close()
-
-
-def stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-
-
 def score(port: int, body=REQUEST, headers: dict[str, str] | None = None) -> httpx.Response:
     return httpx.post(f"http://127.0.0.1:{port}/score", json=body, headers=headers or {}, timeout=30)
 
@@ -97,7 +69,7 @@ def test_multi_model_finds_each_model_by_name_and_version(examples, tmp_path):
     service = load_service(folder, "multi-model")
     assert service.registered_models == (("diabetes-lasso", 1), ("diabetes-ridge", 1), ("diabetes-ridge", 2))
     port = free_port()
-    with serving(local_server.command_for(service, port), tmp_path / "server.log", port):
+    with model_server(local_server.command_for(service, port), tmp_path / "server.log", port):
         response = score(port)
     assert response.status_code == 200, response.text
     answer = response.json()
@@ -120,7 +92,7 @@ def mlops_server(examples, tmp_path_factory):
     assert service.registered_models == (("diabetes_regression_model.pkl", 3),)
     port = free_port()
     log = tmp_path_factory.mktemp("mlops") / "server.log"
-    with serving(local_server.command_for(service, port), log, port):
+    with model_server(local_server.command_for(service, port), log, port):
         yield port, log
 
 
@@ -171,10 +143,10 @@ def test_data_collection_with_azureml_monitoring_and_rawhttp(examples, tmp_path)
     modeldata = tmp_path / "modeldata"
     port = free_port()
     argv = local_server.command_for(service, port, modeldata=modeldata.as_uri(), modeldata_spool=tmp_path / "spool")
-    with serving(argv, tmp_path / "server.log", port) as process:
+    with model_server(argv, tmp_path / "server.log", port) as process:
         response = score(port, headers={"x-request-id": "router-id-0100"})
         wrong_method = httpx.get(f"http://127.0.0.1:{port}/score")
-        stop(process)  # shutdown seals and uploads every batch
+        stop_server(process)  # shutdown seals and uploads every batch
     assert response.status_code == 200, response.text
     assert response.json()["x_ms_request_id"] == "router-id-0100"
     assert wrong_method.status_code == 405  # the script's own AMLResponse (azureml.contrib.services)
@@ -230,7 +202,7 @@ def probe_service(root: Path) -> Path:
 def test_the_server_runs_in_a_v1_layout_and_cleans_it_up(tmp_path):
     service = load_service(probe_service(tmp_path), "probe")
     port = free_port()
-    with serving(local_server.command_for(service, port), tmp_path / "server.log", port):
+    with model_server(local_server.command_for(service, port), tmp_path / "server.log", port):
         seen = score(port, body={}).json()
     run_dir = Path(seen["cwd"])
     assert seen["model_dir"] == str(run_dir / "azureml-models")  # several models: the root, as v1
@@ -255,7 +227,7 @@ def test_a_real_azureml_core_on_the_path_wins(tmp_path):
     service = load_service(probe_service(tmp_path), "probe")
     port = free_port()
     pythonpath = os.pathsep.join([str(site), str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    with serving(local_server.command_for(service, port), tmp_path / "server.log", port, env={"PYTHONPATH": pythonpath}):
+    with model_server(local_server.command_for(service, port), tmp_path / "server.log", port, env={"PYTHONPATH": pythonpath}):
         seen = score(port, body={}).json()
     assert seen["latest"] == "real-azureml-core:churn"
     assert seen["model_module"] == str(site / "azureml" / "core" / "model.py")
@@ -276,3 +248,126 @@ def test_through_the_router_the_script_sees_the_routers_request_id(examples, tmp
     assert router_id and response.json()["request_id"] == router_id
     access = [json.loads(line) for line in (tmp_path / "run" / "access.log").read_text().splitlines() if line.strip()]
     assert router_id in {entry.get("request_id") for entry in access}
+
+
+def test_every_example_scores_through_the_router_in_its_own_environment(examples, tmp_path, environments):
+    """Each example as `aksinf serve` runs it: its own environment, built from its conda file (the
+    session's cache), behind the router with key auth."""
+    services = [
+        load_service(examples / "multi-model", "multi-model"),
+        load_service(examples / "mlopspython", "mlops-diabetes"),
+        load_service(examples / "data-collection", "data-collection"),
+    ]
+    with LocalPlatform(services, tmp_path / "run", listen_port=free_port(), environments=environments) as platform:
+        assert platform.failures == {}
+        answers = {
+            service.name: httpx.post(
+                f"{platform.url}/api/v1/service/{service.name}/score", json=REQUEST,
+                headers={"Authorization": f"Bearer {platform.keys[service.name][0]}"}, timeout=30,
+            )
+            for service in services
+        }
+        prefixes = {service.name: platform.environment_of[service.name].path for service in services}
+    for name, answer in answers.items():
+        assert answer.status_code == 200, f"{name}: {answer.text}"
+    assert isinstance(answers["multi-model"].json(), dict) and "ridge" in answers["multi-model"].json()
+    assert "result" in answers["mlops-diabetes"].json() and "predictions" in answers["data-collection"].json()
+    assert all(path.parent == environments for path in prefixes.values())
+    assert len(set(prefixes.values())) == 3  # three conda files, three environments
+
+
+# ----------------------------------------------------------------------------- (d) @rawhttp upload, (e) GPU deployment
+
+UPLOAD_MODEL = Path("rawhttp-upload/model/diabetes-csv/1/model.joblib")
+GPU_MODEL = Path("gpu/model/diabetes-elasticnet/2/model.pkl")
+
+
+@pytest.fixture(scope="module")
+def upload_and_gpu(examples, tmp_path_factory, environments):
+    """The rawhttp-upload and gpu examples as `aksinf serve` runs them: their own environments, behind the
+    router with key auth. Local mode has no GPU: the gpu service (gpuCores 1, enableGpu) serves on the CPU."""
+    services = [load_service(examples / "rawhttp-upload", "rawhttp-upload"), load_service(examples / "gpu", "diabetes-gpu")]
+    assert services[1].deployment.gpu_count == 1 and services[1].inference.enable_gpu
+    assert environment_for(services[1]).base_image == CUDA_BASE_IMAGES["11.8"]  # the image it gets on AKS
+    with LocalPlatform(services, tmp_path_factory.mktemp("upload-gpu") / "run", listen_port=free_port(), environments=environments) as platform:
+        assert platform.failures == {}
+        yield platform, {service.name: service for service in services}
+
+
+def _scoring(platform, name: str) -> tuple[str, dict[str, str]]:
+    return f"{platform.url}/api/v1/service/{name}/score", {"Authorization": f"Bearer {platform.keys[name][0]}"}
+
+
+def test_the_printed_try_line_uploads_the_sample_csv_to_the_rawhttp_service(examples, upload_and_gpu):
+    """The `try` line `aksinf serve` prints, run as printed: curl's multipart upload of sample-request.csv."""
+    platform, services = upload_and_gpu
+    uri, _ = _scoring(platform, "rawhttp-upload")
+    [(_, line)] = try_lines(services["rawhttp-upload"], uri, platform.keys["rawhttp-upload"])
+    assert " -F csv=@" in line
+    done = subprocess.run(shlex.split(line), capture_output=True, text=True, timeout=30, check=True)
+    answer = json.loads(done.stdout)
+    rows = numpy.array(REQUEST["data"])  # the same two rows as sample-request.csv
+    assert answer == {"filename": "sample-request.csv", "rows": 2,
+                      "predictions": pytest.approx(joblib.load(examples / UPLOAD_MODEL).predict(rows).tolist())}
+
+
+def test_a_multipart_upload_through_the_router_reaches_request_files(examples, upload_and_gpu):
+    platform, _ = upload_and_gpu
+    uri, auth = _scoring(platform, "rawhttp-upload")
+    # Columns in another order and one more column: the script picks the features by name.
+    features = ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"]
+    header = ["patient", *reversed(features)]
+    lines = [",".join(header)] + [",".join([f"p{i}", *map(str, reversed(row))]) for i, row in enumerate(REQUEST["data"])]
+    csv = ("\n".join(lines) + "\n").encode()
+    response = httpx.post(uri, files={"csv": ("visit.csv", csv, "text/csv")}, headers=auth, timeout=30)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    model = joblib.load(examples / UPLOAD_MODEL)
+    assert response.json() == {"filename": "visit.csv", "rows": 2, "predictions": pytest.approx(model.predict(numpy.array(REQUEST["data"])).tolist())}
+
+    wrong_field = httpx.post(uri, files={"file": ("visit.csv", csv, "text/csv")}, headers=auth, timeout=30)
+    assert wrong_field.status_code == 400 and "multipart field 'csv'" in wrong_field.json()["error"]
+    usage = httpx.get(uri, headers=auth, timeout=30)
+    assert usage.status_code == 200 and usage.text.startswith("POST a CSV file as the multipart field 'csv'")
+
+
+def test_the_gpu_example_serves_on_the_cpu_with_pandas_and_standard_types(examples, upload_and_gpu):
+    platform, _ = upload_and_gpu
+    uri, auth = _scoring(platform, "diabetes-gpu")
+    body = json.loads((examples / "gpu" / "sample-request.json").read_text())
+    response = httpx.post(uri, json=body, headers=auth, timeout=30)
+    assert response.status_code == 200, response.text
+    model = joblib.load(examples / GPU_MODEL)
+    expected = numpy.round(model.predict(numpy.array(REQUEST["data"])), 2).tolist()  # GlobalParameters.decimals: 2
+    assert response.json() == {"Results": pytest.approx(expected), "device": "cpu"}
+    swagger = httpx.get(f"{platform.url}/api/v1/service/diabetes-gpu/swagger.json", headers=auth, timeout=30).json()
+    service_input = swagger["definitions"]["ServiceInput"]["properties"]
+    assert set(service_input) == {"Inputs", "GlobalParameters"}
+    assert "bmi" in json.dumps(service_input["Inputs"]) and "decimals" in json.dumps(service_input["GlobalParameters"])
+
+
+def test_each_example_runs_with_its_own_pins_and_the_platform_keeps_its_own(upload_and_gpu):
+    platform, _ = upload_and_gpu
+    for name in ("rawhttp-upload", "diabetes-gpu"):
+        python = platform.environment_of[name].python  # the interpreter the service's model server runs
+        versions = subprocess.run([python, "-c", "import joblib, numpy, pandas; print(numpy.__version__, pandas.__version__, joblib.__version__)"],
+                                  capture_output=True, text=True, timeout=60, check=True).stdout.split()
+        assert versions == ["2.3.5", "2.2.3", "1.5.2"], name  # the conda file's pins
+    assert numpy.__version__ != "2.3.5" and joblib.__version__ != "1.5.2"
+    assert importlib.util.find_spec("pandas") is None  # the platform's .venv has no pandas
+
+
+def test_the_v1_examples_plan_with_no_mandatory_violation(examples, tmp_path):
+    """Every CPU example as a model of the dev stack, through the offline plan and the policy pack (the gpu
+    example is the shipped gpu stack's model: tests/review/test_plan.py plans it)."""
+    config = stack_config("dev")
+    config["aks-inference:models"] += [
+        {"name": name, "path": str(examples / folder)}
+        for name, folder in (("multi-model", "multi-model"), ("mlops-diabetes", "mlopspython"),
+                             ("data-collection", "data-collection"), ("rawhttp-upload", "rawhttp-upload"))
+    ]
+    out = io.StringIO()
+    code = plan_main("dev", tmp_path / "plans", config=config, out=out)
+    assert code == 0, out.getvalue()
+    assert "Policies mandatory: 0 violation(s)" in out.getvalue()
+    assert "aks-inference-models-rawhttp-upload-deployment" in out.getvalue()  # the example is in the plan

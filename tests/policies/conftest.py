@@ -1,10 +1,13 @@
-"""The stacks the policy cases edit: the shipped dev and prod, and prod with a general-purpose pool."""
+"""The stacks the policy cases edit: the shipped dev, prod and gpu, prod with a general-purpose pool, and
+prod serving a model over plain HTTP by choice (`tls.allowInsecure: true`)."""
 
 from __future__ import annotations
 
 import pytest
 
-from tests.pulumi_harness import run_program, stack_config
+from tests.pulumi_harness import run_program, stack_config, with_config
+
+DIABETES = {"name": "diabetes", "path": "examples/models/diabetes"}
 
 
 def prod_with_cpu_pool() -> dict:
@@ -14,8 +17,18 @@ def prod_with_cpu_pool() -> dict:
     return config
 
 
+def _run(stack: str, config: dict | None = None):
+    run = run_program(stack, config)
+    assert run.error is None, run.error
+    return run.resources
+
+
 @pytest.fixture(scope="session")
 def stacks(dev_run, prod_run) -> dict:
-    with_cpu = run_program("prod", prod_with_cpu_pool())
-    assert with_cpu.error is None, with_cpu.error
-    return {"dev": dev_run.resources, "prod": prod_run.resources, "prod+cpu": with_cpu.resources}
+    return {
+        "dev": dev_run.resources,
+        "prod": prod_run.resources,
+        "prod+cpu": _run("prod", prod_with_cpu_pool()),
+        "gpu": _run("gpu"),
+        "prod+insecure": _run("prod", with_config("prod", models=[DIABETES], tls={"allowInsecure": True})),
+    }

@@ -58,15 +58,6 @@ def tls_secret(props: dict) -> dict:
             "stringData": {"tls.crt": "cert", "tls.key": "key"}}
 
 
-def gpu(tolerate: bool) -> Callable[[dict], None]:
-    def change(props: dict) -> None:
-        pod = props["spec"]["template"]["spec"]
-        pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] = "1"
-        if tolerate:
-            pod["tolerations"] = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
-    return change
-
-
 def append_rule(rule: dict) -> Callable[[dict], None]:
     return lambda props: props.setdefault("rules", []).append(rule)
 
@@ -84,7 +75,8 @@ def idps_deny(props: dict) -> None:
 
 def previous_profile(stack_resources: Resources, **changes) -> dict:
     cluster = next(r for r in stack_resources if r.type == CLUSTER)
-    return {"protected-cluster-force-new-change": {"previous": {cluster.name: {**cluster.inputs["networkProfile"], **changes}}}}
+    profile = {**cluster.inputs["networkProfile"], **changes}  # `previous` holds values by table path (components/replacement.py)
+    return {"protected-cluster-force-new-change": {"previous": {cluster.name: {f"networkProfile.{k}": v for k, v in profile.items()}}}}
 
 
 # rule -> (stack, edit for the passing case, edit for the failing case, config or (stack -> config))
@@ -123,7 +115,7 @@ CASES = {
     "firewall-idps-deny": ("prod", edit(FIREWALL_POLICY, idps_deny), no_change, {}),
     "udr-egress-allowlist-covered": ("prod", no_change, edit("azure-native:network:FirewallPolicyRuleCollectionGroup",
                                                              setter("ruleCollections.0.rules.0.targetFqdns", ["example.org"])),
-                                     {"udr-egress-allowlist-covered": {"allowlist": ["*.blob.core.windows.net", "mcr.microsoft.com"]}}),
+                                     {"udr-egress-allowlist-covered": {"allowlist": ["*.cloud.defender.microsoft.com", "mcr.microsoft.com"]}}),
     "rbac-no-wildcards": ("dev", no_change, edit(ROLE, append_rule({"apiGroups": ["apps"], "resources": ["*"], "verbs": ["get"]}), name=ROUTER), {}),
     "rbac-secrets-by-name": ("dev", no_change, edit(ROLE, append_rule({"apiGroups": [""], "resources": ["secrets"], "verbs": ["list", "watch"]}), name=ROUTER), {}),
     "no-hpa-on-model-deployments": ("dev", no_change, add("kubernetes:autoscaling/v2:HorizontalPodAutoscaler", "model-hpa", model_hpa), {}),
@@ -143,13 +135,20 @@ CASES = {
     "pods-no-host-namespaces": ("dev", no_change, edit(DEPLOYMENT, setter("spec.template.spec.hostPID", True), name=MODEL), {}),
     # prod runs the NVIDIA device plugin: its reviewed hostPath passes, one more path fails.
     "pods-no-host-paths": ("prod", no_change, edit(DAEMONSET, extra_host_path), {}),
-    "gpu-services-scheduled": ("dev", edit(DEPLOYMENT, gpu(tolerate=True), name=MODEL), edit(DEPLOYMENT, gpu(tolerate=False), name=MODEL), {}),
+    # The shipped gpu stack's model Deployment as the program builds it, and the same without its toleration.
+    "gpu-services-scheduled": ("gpu", no_change, edit(DEPLOYMENT, setter("spec.template.spec.tolerations", None), name="model-diabetes-gpu"), {}),
     "payload-cap": ("dev", edit(SERVICE, setter("metadata.annotations.aks-inference/max-payload-mb", "100"), name=MODEL),
                     edit(SERVICE, setter("metadata.annotations.aks-inference/max-payload-mb", "101"), name=MODEL), {}),
     "models-per-service": ("dev", no_change, edit(SERVICE, setter("metadata.annotations.aks-inference/model-count", "1001"), name=MODEL), {}),
     "replicas-min-le-max": ("dev", no_change, edit(SERVICE, setter("metadata.annotations.aks-inference/autoscale", json.dumps({"min": 5, "max": 2})), name=MODEL), {}),
     "scoring-timeout-below-worker-timeout": ("dev", no_change, edit(DEPLOYMENT, container(lambda c: c.update(
         env=[{"name": "SCORING_TIMEOUT_MS", "value": "300000"}, {"name": "WORKER_TIMEOUT", "value": "300"}])), name=MODEL), {}),
+    # The shipped version (1.36, end of support 2027-06-01) on two days: six months before, and within 60 days.
+    "aks-version-end-of-support": ("dev", no_change, no_change,
+                                   lambda rs, failing: {"aks-version-end-of-support": {"today": "2027-04-15" if failing else "2026-12-04"}}),
+    # The shipped prod stack's firewall (the production default of 20 public IPs), and the same with only its first.
+    "firewall-public-ips-production": ("prod", no_change, edit("azure-native:network:AzureFirewall",
+                                       lambda p: p.update(ipConfigurations=p["ipConfigurations"][:1])), {}),
 }
 
 
@@ -187,6 +186,8 @@ def test_shipped_stacks_pass_every_mandatory_rule(stacks):
     assert analyze(stacks["dev"])["mandatory"] == []
     assert analyze(stacks["prod"])["mandatory"] == []
     assert analyze(stacks["prod+cpu"])["mandatory"] == []
+    assert analyze(stacks["gpu"])["mandatory"] == []
+    assert analyze(stacks["prod+insecure"])["mandatory"] == []
     # The advisories the shipped stacks knowingly carry (docs/policies.md says why each is advisory):
     # no ACR private endpoint yet, no EncryptionAtHost feature assumed, kubenet in dev, the model-data
     # account reached over its public endpoint, and a Standard (not Premium) firewall.

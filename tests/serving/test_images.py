@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 
 from contract.service import load_service
 from contract.stack import PROJECT_ROOT
+from contract.v1_files import CUDA_BASE_IMAGES, DEFAULT_CUDA_VERSION
 from serving import hashing, images
 from serving.hashing import IgnoreRules, StatCache, included_files
 from serving.images import (
@@ -18,6 +20,7 @@ from serving.images import (
     EnvironmentSpec,
     ServiceImage,
     environment_for,
+    image_warnings,
     runtime_files,
     service_image,
 )
@@ -254,3 +257,78 @@ def test_the_v1_compat_tree_ships_in_the_environment_image(tmp_path):
     assert names == sorted(names) and not any("__pycache__" in name for name in names)
     context = EnvironmentSpec("base", "", b"dependencies: []\n").write_context(tmp_path / "env")
     assert (context / "aksinf_runtime" / "compat" / "azureml" / "core" / "model.py").is_file()
+
+
+# --------------------------------------------------------------------------- base images
+
+
+def _inference(folder: Path, **changes) -> None:
+    config = json.loads((folder / "inferenceconfig.json").read_text())
+    config.update(changes)
+    (folder / "inferenceconfig.json").write_text(json.dumps(config))
+
+
+def _environment(folder: Path, overrides=None) -> EnvironmentSpec:
+    return environment_for(load_service(folder, "diabetes", overrides))
+
+
+def _from_line(spec: EnvironmentSpec) -> str:
+    return next(line for line in spec.dockerfile().splitlines() if line.startswith("FROM "))
+
+
+def test_cpu_services_build_on_a_dated_azureml_cpu_image(service_dir):
+    spec = _environment(service_dir)
+    assert _from_line(spec) == "FROM mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04:20241202.v1"
+    assert not spec.base_image.endswith(":latest")
+
+
+@pytest.mark.parametrize("version, image", [
+    ("10.0", "mcr.microsoft.com/azureml/openmpi3.1.2-cuda10.0-cudnn7-ubuntu18.04:20220401.v1"),
+    ("11.8", "mcr.microsoft.com/azureml/openmpi4.1.0-cuda11.8-cudnn8-ubuntu22.04:20241202.v1"),
+])
+def test_enable_gpu_builds_on_the_cuda_image_of_cuda_version(service_dir, version, image):
+    cpu = _environment(service_dir)
+    _inference(service_dir, enableGpu=True, cudaVersion=version)
+    gpu = _environment(service_dir, {"gpuCores": 1})
+    assert _from_line(gpu) == f"FROM {image}"
+    assert gpu.tag != cpu.tag  # another base, another environment image
+
+
+def test_gpu_cores_alone_build_on_the_default_cuda_image(service_dir):
+    """A v1 deployment with gpuCores and no enableGpu still needs CUDA in the image."""
+    spec = _environment(service_dir, {"gpuCores": 1})
+    assert _from_line(spec) == "FROM mcr.microsoft.com/azureml/openmpi4.1.0-cuda11.8-cudnn8-ubuntu22.04:20241202.v1"
+
+
+def test_every_cuda_base_is_an_azureml_cuda_cudnn_image_at_a_dated_tag():
+    for version, image in CUDA_BASE_IMAGES.items():
+        name, tag = image.rsplit(":", 1)
+        assert name.startswith("mcr.microsoft.com/azureml/openmpi") and f"-cuda{version}-cudnn" in name
+        assert re.fullmatch(r"20\d{6}\.v\d+", tag), image
+    assert DEFAULT_CUDA_VERSION in CUDA_BASE_IMAGES
+
+
+def test_a_digest_in_base_image_pins_the_build_and_the_tag_covers_it(service_dir):
+    pinned = "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04@sha256:" + "1" * 64
+    _inference(service_dir, baseImage=pinned)
+    first = _environment(service_dir)
+    assert _from_line(first) == f"FROM {pinned}"
+    _inference(service_dir, baseImage=pinned.replace("1" * 64, "2" * 64))
+    assert _environment(service_dir).tag != first.tag  # new digest under the same name: new environment image
+    _inference(service_dir, baseImage="azureml/inference@sha256:" + "3" * 64, baseImageRegistry={"address": "contoso.azurecr.io"})
+    assert _from_line(_environment(service_dir)) == "FROM contoso.azurecr.io/azureml/inference@sha256:" + "3" * 64
+
+
+def test_base_image_wins_over_the_cuda_table(service_dir):
+    _inference(service_dir, enableGpu=True, cudaVersion="11.8", baseImage="contoso.azurecr.io/cuda/own:12.4")
+    assert _from_line(_environment(service_dir, {"gpuCores": 1})) == "FROM contoso.azurecr.io/cuda/own:12.4"
+
+
+def test_enable_gpu_without_gpu_cores_warns_and_still_builds(service_dir):
+    _inference(service_dir, enableGpu=True)
+    cpu_nodes = load_service(service_dir, "diabetes")
+    [warning] = image_warnings(cpu_nodes)
+    assert warning.startswith("service diabetes: enableGpu is true but the deployment requests no GPU (gpuCores 0)")
+    assert "cuda11.8" in environment_for(cpu_nodes).base_image
+    assert image_warnings(load_service(service_dir, "diabetes", {"gpuCores": 1})) == []
+    assert image_warnings(load_service(SAMPLE, "diabetes")) == []
