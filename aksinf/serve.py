@@ -1,9 +1,19 @@
-"""`aksinf serve`: run the platform locally (Envoy router + real inference servers on 127.0.0.1)."""
+"""`aksinf serve`: run the platform locally (Envoy router + real inference servers on 127.0.0.1).
+
+Each service runs in its own environment built from its conda file (`local.environments`, cached
+under `<run dir>/envs`), unless `--reuse-platform-env`. A service that cannot start (its environment
+does not build, its `init()` raises) is reported with its log's last lines and answers a JSON 503
+naming it; the others serve. `--strict` makes any such failure end `aksinf serve` with exit code 1.
+One `aksinf serve` per run dir (`local.run_lock`): a second one exits 1 naming the first's PID, changing
+nothing; a restart after a killed one first stops what the killed one left running; a router port
+something else listens on exits 1 naming the port.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import shlex
 import signal
 import sys
@@ -29,6 +39,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--scale-down-window", type=float, default=60.0, metavar="SECONDS",
         help="scale down only to the highest replica count wanted in this window (default 60)",
     )
+    parser.add_argument(
+        "--reuse-platform-env", action="store_true",
+        help="run every service on the platform's own Python environment instead of one built from its conda file",
+    )
+    parser.add_argument("--strict", action="store_true", help="exit with code 1 if any service fails to start (CI)")
 
 
 def _services(args):
@@ -46,12 +61,13 @@ def _services(args):
     if config.auth:
         from router.spec import JwtSettings
 
-        jwt = JwtSettings(config.auth.issuer, (config.auth.audience,), jwks_uri=config.auth.jwks_uri)
+        jwt = JwtSettings(config.auth.issuer, (config.auth.audience,), jwks_uri=config.auth.jwks_uri, jwks_ca_bundle=local_ca_bundle())
     return list(stack.services), args.purpose or config.purpose, jwt
 
 
 def run(args: argparse.Namespace) -> int:
     from local.platform import LocalPlatform
+    from local.run_lock import RunDirBusy
 
     if args.scale_down_window < 0:
         print(f"aksinf serve: --scale-down-window must be >= 0 seconds, got {args.scale_down_window:g}", file=sys.stderr)
@@ -73,22 +89,31 @@ def run(args: argparse.Namespace) -> int:
         platform = LocalPlatform(
             services, args.run_dir, purpose=purpose, listen_port=args.port, jwt=jwt,
             scale_down_window_seconds=args.scale_down_window, modeldata=args.modeldata,
+            environments=None if args.reuse_platform_env else args.run_dir / "envs",
+            progress=lambda text: print(text, flush=True),
         )
     except ValueError as error:  # a corrupt keys file in the run dir
         print(f"aksinf serve: {error}", file=sys.stderr)
         return 2
+    except RunDirBusy as error:  # another live `aksinf serve` on this run dir: nothing was changed
+        print(f"aksinf serve: {error}", file=sys.stderr)
+        return 1
     print(f"starting {len(services)} service(s): Envoy + azureml-inference-server-http on 127.0.0.1 ...", flush=True)
     # Also during start-up: children live in their own sessions, so only we can stop them.
     previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         platform.start()
         _print_endpoints(platform, services, purpose)
+        if platform.failures and args.strict:
+            print(f"aksinf serve: {len(platform.failures)} service(s) failed (--strict): "
+                  f"{', '.join(platform.failures)}", file=sys.stderr, flush=True)
+            return 1
         print(f"\nlogs under {args.run_dir}; Ctrl-C stops everything.", flush=True)
         while True:
             signal.pause()
     except KeyboardInterrupt:
         pass
-    except (RuntimeError, TimeoutError) as error:  # a model server failed to start
+    except (RuntimeError, TimeoutError) as error:  # Envoy failed to start, the router port is taken (PortBusy)
         print(f"aksinf serve: {error}", file=sys.stderr)
         return 1
     finally:
@@ -109,7 +134,19 @@ def _print_endpoints(platform, services, purpose: str) -> None:
     print(f"\nrouter      {platform.url}   (admin {platform.admin_url}, metrics http://127.0.0.1:{platform.metrics_port}/metrics)")
     for service in services:
         uri = f"{platform.url}/api/v1/service/{service.name}/score"
-        print(f"\nservice     {service.name}  ({service.deployment.auth_mode} auth, purpose {purpose})")
+        failure = platform.failures.get(service.name)
+        state = "FAILED, " if failure else ""
+        print(f"\nservice     {service.name}  ({state}{service.deployment.auth_mode} auth, purpose {purpose})")
+        environment = platform.environment_of.get(service.name)
+        if environment is not None:
+            print(f"environment {environment.path}  (Python {environment.python_version})")
+        elif platform.environments is None:
+            print("environment the platform's own (--reuse-platform-env)")
+        for note in platform.notes(service):
+            print(f"note        {note}")
+        if failure:
+            _print_failure(failure, uri)
+            continue
         print(f"scoring URI {uri}")
         if service.deployment.collects_model_data:
             print(f"model data  {platform.modeldata}  (dataCollection.storageEnabled)")
@@ -117,7 +154,70 @@ def _print_endpoints(platform, services, purpose: str) -> None:
         keys = platform.keys.get(service.name, [])
         for label, key in zip(("primary key", "secondary key"), keys):
             print(f"{label:<11} {key}")
-        sample = service.folder / "sample-request.json"
-        body = f"@{sample}" if sample.exists() else json.dumps({"data": []})
-        header = f"-H {shlex.quote('Authorization: Bearer ' + keys[0])} " if keys else ""
-        print(f"try         curl -s {header}-H 'Content-Type: application/json' --data {shlex.quote(body)} {uri}")
+        for label, line in try_lines(service, uri, keys, platform.jwt):
+            print(f"{label:<11} {line}")
+    sys.stdout.flush()
+
+
+def _print_failure(failure, uri: str) -> None:
+    print(f"failed      {failure.reason}")
+    if failure.log:
+        print(f"log         {failure.log}" + (", last lines:" if failure.last_lines() else ""))
+        for line in failure.last_lines():
+            print(f"            | {line}")
+    print(f"scoring URI {uri}  (answers 503 naming this failure)")
+
+
+# The file a rawhttp script reads from a multipart upload: request.files["image"] / .files.get("image").
+_UPLOAD_FIELD = re.compile(r"""\.files(?:\.get\(|\[)\s*["']([^"']+)["']""")
+_RAWHTTP = re.compile(r"^\s*@rawhttp\b", re.MULTILINE)
+
+
+def local_ca_bundle(system_bundle: Path | None = None) -> str:
+    """The CAs Envoy checks the JWKS host against in local mode: the system bundle where the OS has one
+    at the Debian path (the router image's), else certifi's (macOS and others). Envoy refuses a cluster
+    whose CA file is missing, which would take every local service down."""
+    import certifi
+
+    from router.spec import SYSTEM_CA_BUNDLE
+
+    bundle = system_bundle or Path(SYSTEM_CA_BUNDLE)
+    return str(bundle) if bundle.is_file() else certifi.where()
+
+
+def try_lines(service, uri: str, keys: list[str], jwt=None) -> list[tuple[str, str]]:
+    """A ready-to-paste `curl` for `service` (label, text), plus a hint where one is needed.
+
+    Body: `sample-request.json` in the service folder as JSON; else, for an `@rawhttp` entry script, a
+    `sample-request.<ext>` file as a multipart upload (`curl -F`, the field the script reads from
+    `request.files`, default `file`); else `{"data": []}`. Auth: a key service gets its primary key, a
+    token service `$TOKEN` and how to get one."""
+    folder = service.folder
+    header = ""
+    hints = []
+    if service.deployment.auth_mode == "key" and keys:
+        header = f"-H {shlex.quote('Authorization: Bearer ' + keys[0])} "
+    elif service.deployment.auth_mode == "token":
+        header = '-H "Authorization: Bearer $TOKEN" '
+        hints.append(("token", _token_hint(jwt)))
+    script = service.entry_script.read_text(encoding="utf-8", errors="replace")
+    uploads = sorted(p for p in folder.glob("sample-request.*") if p.suffix != ".json" and p.is_file())
+    if not (folder / "sample-request.json").exists() and uploads and _RAWHTTP.search(script):
+        field = (_UPLOAD_FIELD.search(script) or [None, "file"])[1]
+        body = f"-F {shlex.quote(f'{field}=@{uploads[0]}')}"
+    else:
+        sample = folder / "sample-request.json"
+        data = f"@{sample}" if sample.exists() else json.dumps({"data": []})
+        body = f"-H 'Content-Type: application/json' --data {shlex.quote(data)}"
+    return [("try", f"curl -s {header}{body} {uri}"), *hints]
+
+
+def _token_hint(jwt) -> str:
+    """How to get a token the router accepts (Entra ID v2 token for the stack's audience)."""
+    if jwt is None:
+        return "this router has no aks-inference:auth, so it refuses every token (401): serve a --stack that sets it"
+    audience = jwt.audiences[0]
+    tenant = jwt.issuer.rstrip("/").removesuffix("/v2.0").rsplit("/", 1)[-1]
+    # https://learn.microsoft.com/cli/azure/account#az-account-get-access-token
+    return (f"TOKEN=$(az account get-access-token --tenant {tenant} --scope {shlex.quote(audience + '/.default')} "
+            "--query accessToken -o tsv)  (issuer " + jwt.issuer + ")")

@@ -7,7 +7,7 @@ import sys
 import bench
 
 names = sys.argv[1:] or sorted(
-    m.name for m in pkgutil.iter_modules(bench.__path__) if m.name not in {"common", "loadgen"} and not m.name.startswith("_")
+    m.name for m in pkgutil.iter_modules(bench.__path__) if m.name != "common" and not m.name.startswith("_")
 )
 for name in names:
     module = importlib.import_module(f"bench.{name}")

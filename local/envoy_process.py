@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 from local.net import LOOPBACK, wait_http_ok
@@ -14,8 +15,13 @@ from router.envoy_files import envoy_argv
 
 
 class EnvoyProcess:
-    def __init__(self, bootstrap: Path, admin_port: int, log_path: Path | None = None, concurrency: int = 1):
+    def __init__(
+        self, bootstrap: Path, admin_port: int, log_path: Path | None = None, concurrency: int = 1,
+        on_start: Callable[[int], None] = lambda pid: None,
+    ):
+        """`on_start(pid)`: called as soon as Envoy's process exists, before it is ready (local mode records it)."""
         self.bootstrap = bootstrap
+        self.on_start = on_start
         self.admin_port = admin_port
         self.log_path = log_path or bootstrap.parent / "envoy.log"
         self.concurrency = concurrency
@@ -34,6 +40,7 @@ class EnvoyProcess:
             start_new_session=True,
         )
         log.close()
+        self.on_start(self.process.pid)
         try:
             wait_http_ok(f"{self.admin_url}/ready", timeout, alive=lambda: self.process.poll() is None)
         except Exception:

@@ -1,17 +1,22 @@
 """The local-process actuator: each replica a real azureml-inference-server-http process on 127.0.0.1.
 
-Ready replicas are published to Envoy as EDS endpoints; a replica scaled away is first taken out of
-Envoy's config, then drained, then stopped. Only acts on a change.
+Ready replicas are published to Envoy as the endpoints of their service's cluster; a replica scaled away is first taken out of
+Envoy's config, then drained, then stopped. A replica that exits on its own (crash, OOM kill, `kill`)
+is taken out of Envoy's config on the next `reconcile` and replaced, at once the first time and then
+with doubling delays; after MAX_RESTARTS exits of one service within RESTART_WINDOW_SECONDS it is no
+longer replaced until the window has passed (a crash loop would otherwise spin). Each exit and each
+replacement is logged with the service's name and the replica's log file. Only acts on a change.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -20,11 +25,31 @@ from router.envoy_files import ConfigWriter
 from router.metrics import in_flight_per_host
 from router.spec import Endpoint, RouterSettings, ServiceRoute
 
+log = logging.getLogger(__name__)
+
+MAX_RESTARTS = 5  # replacements of one service's exited replicas within the window; then it stays down
+RESTART_WINDOW_SECONDS = 300.0
+MAX_RESTART_DELAY_SECONDS = 30.0
+
+
+def replacement_due(exits: Sequence[float], now: float) -> float | None:
+    """When a replica that exited may be replaced, given the times (monotonic seconds, oldest first)
+    at which the service's replicas exited: at once for the first exit within RESTART_WINDOW_SECONDS,
+    then 1, 2, 4 ... s (at most MAX_RESTART_DELAY_SECONDS) after the latest exit; None once more than
+    MAX_RESTARTS exits fall within the window (a crash loop: no replacement until they age out)."""
+    recent = [t for t in exits if now - t < RESTART_WINDOW_SECONDS]
+    if len(recent) > MAX_RESTARTS:
+        return None
+    if len(recent) <= 1:
+        return now
+    return recent[-1] + min(MAX_RESTART_DELAY_SECONDS, 2.0 ** (len(recent) - 2))
+
 
 @dataclass
 class Replica:
     port: int
     process: subprocess.Popen
+    log_path: Path
     ready: bool = False
 
     @property
@@ -47,18 +72,25 @@ class LocalService:
     command: Callable[[int], list[str]]  # port -> argv of one replica
     replicas: list[Replica] = field(default_factory=list)
     wanted: int = 0
+    exits: list[float] = field(default_factory=list)  # when replicas exited on their own (monotonic), oldest first
 
 
 class LocalProcesses:
-    """Model replicas as local processes; Envoy learns about them through EDS files."""
+    """Model replicas as local processes; Envoy learns about them through the clusters file (CDS)."""
 
-    def __init__(self, services: list[LocalService], writer: ConfigWriter, settings: RouterSettings, log_dir: Path):
+    def __init__(
+        self, services: list[LocalService], writer: ConfigWriter, settings: RouterSettings, log_dir: Path,
+        on_start: Callable[[str, Replica], None] = lambda service, replica: None,
+    ):
+        """`on_start(service, replica)`: called as soon as a replica's process exists (local mode records it)."""
         self.services = {s.route.name: s for s in services}
         self.writer = writer
         self.settings = settings
         self.log_dir = log_dir
+        self.on_start = on_start
         self.lock = threading.RLock()
         self.draining: list[threading.Thread] = []
+        self.stopped = False
         log_dir.mkdir(parents=True, exist_ok=True)
 
     # -- Actuator
@@ -86,26 +118,32 @@ class LocalProcesses:
 
     # -- lifecycle
 
-    def reconcile(self) -> bool:
-        """Publish replicas that became ready since the last call; True if Envoy's config changed."""
+    def reconcile(self, now: float | None = None) -> bool:
+        """Take out replicas that exited and replace them when due, publish replicas that became ready;
+        True if Envoy's config changed. `now`: monotonic seconds (injected by tests)."""
+        now = time.monotonic() if now is None else now
         with self.lock:
-            newly_ready = False
+            if self.stopped:
+                return False
+            changed = False
             for state in self.services.values():
-                for replica in state.replicas:
-                    if not replica.ready and replica.process.poll() is None and replica.is_ready():
-                        replica.ready = newly_ready = True
-            return self.publish() if newly_ready else False
+                changed |= self._take_out_exited(state, now)
+                self._replace_missing(state, now)
+            return self.publish() if self._mark_ready() or changed else False
 
     def wait_ready(self, timeout: float) -> None:
+        """Start-up: every replica ready and published, or an error naming the log of a replica that
+        exited (one that exits here is not replaced: its service is broken, not unlucky)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            self.reconcile()
             with self.lock:
+                dead = [r for s in self.services.values() for r in s.replicas if r.process.poll() is not None]
+                if dead:
+                    raise RuntimeError(f"model server exited with {dead[0].process.returncode}; see {dead[0].log_path}")
+                if self._mark_ready():
+                    self.publish()
                 if all(r.ready for s in self.services.values() for r in s.replicas):
                     return
-                dead = [r for s in self.services.values() for r in s.replicas if r.process.poll() is not None]
-            if dead:
-                raise RuntimeError(f"model server exited with {dead[0].process.returncode}; see {self.log_dir}")
             time.sleep(0.1)
         raise TimeoutError(f"model servers not ready after {timeout}s; see {self.log_dir}")
 
@@ -135,6 +173,7 @@ class LocalProcesses:
 
     def stop_all(self, timeout: float = 10.0) -> None:
         with self.lock:
+            self.stopped = True  # no replacement starts after this
             replicas = [r for s in self.services.values() for r in s.replicas]
             for state in self.services.values():
                 state.replicas = []
@@ -147,12 +186,49 @@ class LocalProcesses:
 
     # -- internals
 
+    def _mark_ready(self) -> bool:
+        newly_ready = False
+        for state in self.services.values():
+            for replica in state.replicas:
+                if not replica.ready and replica.process.poll() is None and replica.is_ready():
+                    replica.ready = newly_ready = True
+        return newly_ready
+
+    def _take_out_exited(self, state: LocalService, now: float) -> bool:
+        """Forget replicas whose process exited; True if one of them was in Envoy's config."""
+        exited = [r for r in state.replicas if r.process.poll() is not None]
+        if not exited:
+            return False
+        state.replicas = [r for r in state.replicas if r not in exited]
+        state.exits = [t for t in state.exits if now - t < RESTART_WINDOW_SECONDS]
+        for replica in exited:
+            state.exits.append(now)
+            due = replacement_due(state.exits, now)
+            plan = (f"not replacing it: {len(state.exits)} exits within {RESTART_WINDOW_SECONDS:g} s" if due is None
+                    else f"replacing it in {due - now:g} s")
+            log.warning("service %s: replica on port %s exited with code %s (log: %s); %s",
+                        state.route.name, replica.port, replica.process.returncode, replica.log_path, plan)
+        return any(r.ready for r in exited)
+
+    def _replace_missing(self, state: LocalService, now: float) -> None:
+        missing = state.wanted - len(state.replicas)
+        due = replacement_due(state.exits, now)
+        if missing <= 0 or due is None or now < due:
+            return
+        for _ in range(missing):
+            replica = self._spawn(state)
+            state.replicas.append(replica)
+            log.warning("service %s: started a replacement replica on port %s (log: %s)", state.route.name, replica.port, replica.log_path)
+
     def _spawn(self, state: LocalService) -> Replica:
         port = free_port()
-        log = open(self.log_dir / f"{state.route.name}-{port}.log", "ab")  # noqa: SIM115 - owned by the child
-        process = subprocess.Popen(state.command(port), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        log.close()
-        return Replica(port, process)
+        path = self.log_dir / f"{state.route.name}-{port}.log"
+        log_file = open(path, "ab")  # noqa: SIM115 - owned by the child
+        process = subprocess.Popen(state.command(port), stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+        log_file.close()
+        replica = Replica(port, process, path)
+        self.on_start(state.route.name, replica)
+        return replica
 
     def _drain_and_stop(self, route: ServiceRoute, replicas: list[Replica]) -> None:
         admin = f"http://{self.settings.admin_host}:{self.settings.admin_port}"

@@ -4,6 +4,8 @@ utilization = (busy replicas + queued requests) / replicas, where busy = in-flig
 Desired = ceil((busy + queued) / target), clamped to [min, max]. Scale-up takes effect on the
 next tick (~1 s); scale-down only to the highest desired value of the last window (~60 s, the
 Knative "scale-down delay" rule), so a dip in traffic never drops replicas that a burst needs.
+A window the deciding control plane did not keep (a new leader, or one elected again after another
+led) starts from the replicas running now (`resumed_window`), never from nothing.
 No I/O here: metric collection and actuation live in router/metrics.py and router/actuators.py.
 """
 
@@ -13,6 +15,10 @@ import math
 from dataclasses import dataclass
 
 EPSILON = 1e-9  # floating-point slack so exactly-on-target loads do not round up
+# The leader ticks every refresh (~1 s). A history with no entry this recent was not kept by ticks: a
+# leader change takes at least a lease duration (15 s, router/leader.py), so a new leader's history
+# is empty and a re-elected one's is older than this.
+HISTORY_GAP_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -47,6 +53,16 @@ class Decision:
 def utilization(sample: Sample, settings: AutoscaleSettings) -> float:
     busy = sample.active / settings.max_concurrent
     return (busy + sample.pending) / max(1, sample.ready_replicas)
+
+
+def resumed_window(previous: tuple[tuple[float, int], ...], now: float, replicas: int) -> tuple[tuple[float, int], ...]:
+    """The window a decision at `now` starts from: `previous` while this control plane kept it
+    (an entry in the last HISTORY_GAP_SECONDS), else the replicas the Deployment runs now, as if
+    decided at `now`. Without that, a new leader knows no recent peak and would drop 10 replicas
+    to 1 on its first tick; with it, scaling down waits a full window like any other."""
+    if previous and previous[-1][0] > now - HISTORY_GAP_SECONDS:
+        return previous
+    return ((now, replicas),)
 
 
 def decide(sample: Sample, settings: AutoscaleSettings, previous: tuple[tuple[float, int], ...] = ()) -> Decision:

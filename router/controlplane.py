@@ -2,6 +2,11 @@
 
 Load comes from `collector(load_urls)`: in the cluster, every router replica's `/load` on its status
 server (router/status.py); in local mode, the one local Envoy's admin API (router/metrics.py).
+A service's scale-down window lives in this process; one it did not keep (a new leader's, or a
+re-elected one's) starts from the replicas the Deployment runs now (`autoscaler.resumed_window`), so a
+leader change never drops replicas before a full window has passed. With `on_latency` (local mode),
+each tick also measures every service's time in service from the Envoy counters it read
+(`metrics.ServiceTimes`) and hands it on to size the queues.
 
 The data plane does not depend on this loop: Envoy keeps serving the last config it
 loaded if the control plane stops or dies; only scaling and config changes pause.
@@ -18,8 +23,14 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from router.actuators import Actuator
-from router.autoscaler import AutoscaleSettings, Decision, Sample, decide
-from router.metrics import Load, collect
+from router.autoscaler import (
+    AutoscaleSettings,
+    Decision,
+    Sample,
+    decide,
+    resumed_window,
+)
+from router.metrics import Load, ServiceTimes, collect
 
 
 @dataclass
@@ -47,7 +58,10 @@ class ControlPlane:
         self.clock = clock
         self.collector = collector
         self.on_tick = on_tick
-        self.on_latency = on_latency  # observed service times size the queues (maxQueueWaitMs)
+        # Measured service times (queueing excluded) size the queues (maxQueueWaitMs): local mode reads
+        # its one Envoy here; in a cluster each replica measures its own (router/status.py: LocalEnvoy).
+        self.on_latency = on_latency
+        self.service_times = ServiceTimes()
         self.registry = registry or CollectorRegistry()
         self.decisions = Counter("aksinf_scaling_decisions", "Scaling changes applied", ["service", "direction"], registry=self.registry)
         self.desired = Gauge("aksinf_desired_replicas", "Replicas the autoscaler wants", ["service"], registry=self.registry)
@@ -80,9 +94,10 @@ class ControlPlane:
         for service in self.services:
             load = loads.get(service.cluster, Load())
             ready = self.actuator.ready_replicas(service.name)
-            decision = decide(Sample(now, load.active, load.pending, ready), service.settings, self.history[service.name])
-            self.history[service.name] = decision.recommendations
             current = self.actuator.target(service.name)
+            window = resumed_window(self.history[service.name], now, current)
+            decision = decide(Sample(now, load.active, load.pending, ready), service.settings, window)
+            self.history[service.name] = decision.recommendations
             if decision.desired != current:
                 self.actuator.scale(service.name, decision.desired)
                 self.decisions.labels(service.name, "up" if decision.desired > current else "down").inc()
@@ -91,7 +106,8 @@ class ControlPlane:
             self.util.labels(service.name).set(decision.utilization)
             decisions[service.name] = decision
         if self.on_latency:
-            observed = {s.name: loads[s.cluster].latency_ms for s in self.services if s.cluster in loads and loads[s.cluster].latency_ms}
+            measured = self.service_times.observe(now, loads)
+            observed = {s.name: measured[s.cluster].latency_ms for s in self.services if s.cluster in measured and measured[s.cluster].latency_ms}
             if observed:
                 self.on_latency(observed)
         self.tick_seconds.set(time.perf_counter() - started)

@@ -5,23 +5,30 @@ the only event it reloads on) and remembers each file's version_info, which Envo
 serves that file (router/status.py compares the two); `validate_config` runs `envoy --mode validate`
 on the same resources. `envoy_argv` is the one command line that starts Envoy, in the router pod and
 in local mode.
+
+The files are JSON: Envoy picks the parser by the file's extension and accepts JSON, YAML and proto
+for file-based xDS (https://www.envoyproxy.io/docs/envoy/latest/api-docs/xds_protocol#filesystem-subscriptions,
+https://www.envoyproxy.io/docs/envoy/latest/configuration/overview/bootstrap). At 1,000 services JSON
+is ~40x cheaper to write than PyYAML and Envoy applies it in a third of the time its YAML parser takes
+(bench/router.py). The writer keeps what it last wrote in memory: a call with the inputs of the last
+one renders nothing and touches no file, and a changed input rewrites only the files whose text changed.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import os
 import subprocess
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
-import yaml
-
 from router.envoy_config import dynamic_file, render_bootstrap, render_dynamic
 from router.spec import RouterSettings, ServiceRoute
 
-BOOTSTRAP_FILE = "bootstrap.yaml"
+BOOTSTRAP_FILE = "bootstrap.json"
+CLUSTERS_FILE = "cds.json"
 # Access logs reach the file (or stdout, in a pod) within half a second, not Envoy's default 10 s.
 FILE_FLUSH_INTERVAL_MS = 500
 
@@ -46,7 +53,7 @@ def envoy_argv(bootstrap: Path, *, concurrency: int | None = None, shared_machin
 
 
 def _dump(document: dict) -> str:
-    return yaml.safe_dump(document, sort_keys=True)
+    return json.dumps(document, separators=(",", ":"))
 
 
 class ConfigWriter:
@@ -58,6 +65,10 @@ class ConfigWriter:
     routes, then the final CDS. The listener (with or without jwt_authn) comes before the
     routes when token validation is on and after them when it is off, so a token route
     never exists without the filter that checks its tokens.
+
+    What was written is kept in memory (each file's text, the clusters): a file is read at most
+    once, on the first write after start, so a restarted control plane next to a running Envoy
+    neither rewrites what Envoy already serves nor loses the clusters it must remove in order.
     """
 
     def __init__(self, config_dir: Path):
@@ -66,45 +77,61 @@ class ConfigWriter:
         # file -> version_info of the dynamic files as the last `write` left them: what Envoy should serve.
         # Replaced whole on each write, so another thread (the status server) reads a consistent one.
         self.versions: dict[str, str] = {}
+        self._texts: dict[str, str | None] = {}  # file -> its content as last written (None: absent)
+        self._clusters: dict[str, dict] | None = None  # name -> cluster resource in the CDS file Envoy watches
+        self._last_input: tuple | None = None  # (routes, settings) of the last complete write
 
     def write_bootstrap(self, settings: RouterSettings) -> Path:
-        path = self.config_dir / BOOTSTRAP_FILE
-        self._replace(path, _dump(render_bootstrap(settings)))
-        return path
+        self._replace(BOOTSTRAP_FILE, _dump(render_bootstrap(settings)))
+        return self.config_dir / BOOTSTRAP_FILE
 
     def write(self, routes: Iterable[ServiceRoute], settings: RouterSettings) -> list[str]:
         """Apply a desired state; returns the file names that changed, in write order."""
+        routes = tuple(routes)
+        if (routes, settings) == self._last_input:
+            return []  # rendering is deterministic: the same inputs give the files already written
         files = render_dynamic(routes, settings)
-        new_clusters = {r["name"] for r in files["cds.yaml"]["resources"]}
-        old_resources = self._clusters()
-        removed = [r for r in old_resources if r["name"] not in new_clusters]
-        adding = bool(new_clusters - {r["name"] for r in old_resources})
-        steps = [("sds-tls.yaml", files["sds-tls.yaml"])] if "sds-tls.yaml" in files else []
+        clusters = {r["name"]: r for r in files[CLUSTERS_FILE]["resources"]}
+        previous = self._previous_clusters()
+        removed = [resource for name, resource in previous.items() if name not in clusters]
+        adding = bool(clusters.keys() - previous.keys())
+        steps = [("sds-tls.json", files["sds-tls.json"])] if "sds-tls.json" in files else []
         if removed and adding:
-            interim = sorted(files["cds.yaml"]["resources"] + removed, key=lambda r: r["name"])
-            steps.append(("cds.yaml", dynamic_file(interim)))
-        order = ["rds.yaml", "cds.yaml"] if removed else ["cds.yaml", "rds.yaml"]
+            interim = sorted([*clusters.values(), *removed], key=lambda r: r["name"])
+            steps.append((CLUSTERS_FILE, dynamic_file(interim)))
+        order = ["rds.json", CLUSTERS_FILE] if removed else [CLUSTERS_FILE, "rds.json"]
         # Token routes rely on the listener's jwt_authn filter: it arrives before them and leaves after them.
-        order = ["lds.yaml", *order] if settings.jwt else [*order, "lds.yaml"]
+        order = ["lds.json", *order] if settings.jwt else [*order, "lds.json"]
         steps += [(name, files[name]) for name in order]
-        written = [name for name, document in steps if self._replace(self.config_dir / name, _dump(document))]
+        written = [name for name, document in steps if self._replace(name, _dump(document))]
+        self._clusters = clusters
         self.versions = {name: document["version_info"] for name, document in files.items()}
+        self._last_input = (routes, settings)
         return written
 
-    def _clusters(self) -> list[dict]:
-        path = self.config_dir / "cds.yaml"
-        if not path.exists():
-            return []
-        return (yaml.safe_load(path.read_text()) or {}).get("resources", [])
+    def _previous_clusters(self) -> dict[str, dict]:
+        if self._clusters is None:  # first write since start: what a predecessor left for Envoy
+            try:
+                resources = json.loads(self._text(CLUSTERS_FILE) or "{}").get("resources", [])
+                self._clusters = {r["name"]: r for r in resources}
+            except (ValueError, AttributeError, TypeError, KeyError):
+                self._clusters = {}  # unreadable: every file is rewritten, in the order for additions
+        return self._clusters
 
-    def _replace(self, path: Path, text: str) -> bool:
-        if path.exists() and path.read_text() == text:
+    def _text(self, name: str) -> str | None:
+        if name not in self._texts:
+            path = self.config_dir / name
+            self._texts[name] = path.read_text() if path.exists() else None
+        return self._texts[name]
+
+    def _replace(self, name: str, text: str) -> bool:
+        if self._text(name) == text:
             return False
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        fd, tmp = tempfile.mkstemp(dir=self.config_dir, prefix=f".{name}.", suffix=".tmp")
         with os.fdopen(fd, "w") as handle:
             handle.write(text)
-        os.rename(tmp, path)
+        os.rename(tmp, self.config_dir / name)
+        self._texts[name] = text
         return True
 
 
@@ -123,8 +150,8 @@ def static_equivalent(files: dict[str, dict], settings: RouterSettings) -> dict:
     bootstrap = render_bootstrap(settings)
     del bootstrap["dynamic_resources"]
     strip = lambda doc: {k: v for k, v in doc.items() if k != "@type"}  # noqa: E731
-    listeners = [strip(r) for r in files["lds.yaml"]["resources"]]
-    route_config = strip(files["rds.yaml"]["resources"][0])
+    listeners = [strip(r) for r in files["lds.json"]["resources"]]
+    route_config = strip(files["rds.json"]["resources"][0])
     for listener in listeners:
         for chain in listener["filter_chains"]:
             for network_filter in chain["filters"]:
@@ -135,17 +162,17 @@ def static_equivalent(files: dict[str, dict], settings: RouterSettings) -> dict:
             if socket:
                 for sds in socket["typed_config"]["common_tls_context"]["tls_certificate_sds_secret_configs"]:
                     sds.pop("sds_config", None)
-    clusters = [strip(resource) for resource in files["cds.yaml"]["resources"]]
+    clusters = [strip(resource) for resource in files[CLUSTERS_FILE]["resources"]]
     bootstrap["static_resources"] = {"listeners": listeners, "clusters": clusters}
-    if "sds-tls.yaml" in files:
-        bootstrap["static_resources"]["secrets"] = [strip(r) for r in files["sds-tls.yaml"]["resources"]]
+    if "sds-tls.json" in files:
+        bootstrap["static_resources"]["secrets"] = [strip(r) for r in files["sds-tls.json"]["resources"]]
     return bootstrap
 
 
 def validate_config(files: dict[str, dict], settings: RouterSettings) -> None:
     """Run `envoy --mode validate` on the rendered resources; raises InvalidConfig with Envoy's message."""
     with tempfile.TemporaryDirectory(prefix="aksinf-validate-") as tmp:
-        path = Path(tmp) / "bootstrap.yaml"
+        path = Path(tmp) / BOOTSTRAP_FILE
         path.write_text(_dump(static_equivalent(files, settings)))
         result = subprocess.run(
             [envoy_binary(), "--mode", "validate", "-c", str(path), "--disable-hot-restart", "--log-level", "error"],

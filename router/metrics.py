@@ -4,20 +4,41 @@ Envoy's admin API answers on 127.0.0.1 only, so each router replica reads its ow
 (`envoy_load`) and serves the result on its status server (`GET /load`, router/status.py, in the
 `load_document` shape); the leader reads every replica's `/load` (`replica_load`) and sums them
 (`collect`). Local mode has one Envoy and reads its admin API directly (`collect(..., read=envoy_load)`).
+
+Service time (what sizes a queue, ServiceRoute.queue_capacity) is measured without the time a request
+waited for a replica slot: Envoy's `upstream_rq_time` starts before the wait, so it grows as the queue
+fills and a queue sized from it shrinks under load. Instead, Little's law on the requests in service:
+upstream_rq_active (requests on a replica; queued ones are upstream_rq_pending_active, not counted
+here) over departures per second between two readings: requests started on a replica
+(`upstream_rq_total`) minus the growth of the in-service gauge. Departures, not Envoy's
+`upstream_rq_completed`: that counter misses requests whose client went away.
+`next_service_time` is that estimate as a pure function of two readings; `ServiceTimes` keeps the
+readings between calls.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 import urllib.parse
 import urllib.request
 from collections import defaultdict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-STATS_FILTER = r"^cluster\.model-[^.]*\.upstream_rq_(active|pending_active|time)$"
+from router.spec import PRIOR_SERVICE_TIME_MS
+
+STATS_FILTER = r"^cluster\.model-[^.]*\.upstream_rq_(active|pending_active|total)$"
 READ_TIMEOUT_SECONDS = 0.5
 MAX_GAUGE = 2**53  # larger than any request count; every value up to it is exact as a float
+# Readings closer together than this are not compared (too few departures to count): the status
+# server and the reconcile round both read the same Envoy, about once a second each.
+MIN_INTERVAL_SECONDS = 0.5
+SMOOTHING = 0.5  # weight of a new interval's service time against the estimate so far
+# The service time a queue is sized from changes only when the estimate moves beyond this factor: every
+# resize replaces the service's Envoy cluster, and requests in flight on the old cluster object do not
+# count against the new one's per-replica cap (one extra request per replica, for one request's time).
+RESIZE_FACTOR = 1.5
 
 
 @dataclass(frozen=True)
@@ -25,30 +46,83 @@ class Load:
     active: float = 0.0
     pending: float = 0.0
     routers_seen: int = 0
-    latency_ms: float | None = None  # median service time seen by the routers (the slowest router's)
+    latency_ms: float | None = None  # service time, queueing excluded (`ServiceTimes`; the slowest router's)
+    started: float = 0.0  # Envoy's upstream_rq_total counter (requests sent to a replica, ever)
 
 
-def parse_latency(payload: dict) -> dict[str, float]:
-    """Median `upstream_rq_time` per cluster from the histograms of `/stats?format=json`."""
-    medians: dict[str, float] = {}
-    for stat in payload.get("stats", []):
-        histograms = stat.get("histograms")
-        if not histograms:
-            continue
-        median = histograms.get("supported_quantiles", []).index(50) if 50 in histograms.get("supported_quantiles", []) else None
-        for series in histograms.get("computed_quantiles", []):
-            name = series.get("name", "")
-            if median is None or not name.endswith(".upstream_rq_time") or ".external." in name:
-                continue
-            value = series["values"][median].get("cumulative")
-            if value:
-                medians[name[len("cluster."):].rsplit(".", 1)[0]] = float(value)
-    return medians
+@dataclass(frozen=True)
+class ServiceTime:
+    """One cluster's service-time estimate and the reading it was last compared from."""
+
+    time: float  # seconds (monotonic) of the reading
+    started: float  # upstream_rq_total then
+    in_service: float  # upstream_rq_active then
+    ms: float | None = None  # the smoothed estimate; None until measured
 
 
-def parse_stats(payload: dict) -> dict[str, tuple[float, float]]:
-    """`/stats?format=json` -> {cluster: (active, pending)}."""
-    found: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
+def next_service_time(previous: ServiceTime | None, now: float, started: float, in_service: float) -> ServiceTime:
+    """The estimate after a new reading (pure: readings and time in, estimate out).
+
+    Between two readings, Little's law gives the mean time in service: requests in service over
+    departures per second (departures = started in between - growth of the in-service count). The
+    in-service count is a gauge read at two instants, so the smaller of the two is taken: a request caught by chance on an idle service would otherwise read as a
+    slow one, and an estimate that is too slow shrinks the queue and refuses requests; one that is
+    too fast only lets a few more wait. With no departure in between, the requests in service at
+    the earlier reading are all still running, so the service time is at least the interval: the
+    estimate rises to it and the earlier reading is kept (a 60 s model is known slow long before
+    its first answer). Each interval's measurement moves the estimate by SMOOTHING, starting from
+    the fast prior (PRIOR_SERVICE_TIME_MS): a service warming up under a burst is not judged by its
+    slowest first second. Readings less than MIN_INTERVAL_SECONDS apart, or with nothing in service,
+    leave the estimate as it is; a counter that went back (Envoy restarted) starts over."""
+    if previous is None or started < previous.started or now < previous.time:
+        return ServiceTime(now, started, in_service, previous.ms if previous else None)
+    elapsed = now - previous.time
+    if elapsed < MIN_INTERVAL_SECONDS:
+        return previous
+    departed = (started - previous.started) - (in_service - previous.in_service)
+    if departed <= 0:
+        if previous.in_service < 1:
+            return ServiceTime(now, started, in_service, previous.ms)
+        return replace(previous, ms=max(previous.ms or 0.0, elapsed * 1000))
+    busy = min(previous.in_service, in_service)
+    if busy <= 0:
+        return ServiceTime(now, started, in_service, previous.ms)
+    observed = busy * elapsed * 1000 / departed
+    smoothed = SMOOTHING * observed + (1 - SMOOTHING) * (previous.ms if previous.ms is not None else PRIOR_SERVICE_TIME_MS)
+    return ServiceTime(now, started, in_service, smoothed)
+
+
+def sizing_time(sized: float | None, estimate: float | None) -> float | None:
+    """The service time to size a queue from: the one it is sized from (`sized`) while the estimate
+    stays within RESIZE_FACTOR of it, else the estimate."""
+    if sized is None or estimate is None or sized / RESIZE_FACTOR <= estimate <= sized * RESIZE_FACTOR:
+        return estimate if sized is None else sized
+    return estimate
+
+
+class ServiceTimes:
+    """`next_service_time` and `sizing_time` per cluster across readings (thread-safe: the status
+    server reads from its threads)."""
+
+    def __init__(self) -> None:
+        self.estimates: dict[str, ServiceTime] = {}
+        self.sized: dict[str, float | None] = {}
+        self.lock = threading.Lock()
+
+    def observe(self, now: float, loads: Mapping[str, Load]) -> dict[str, Load]:
+        """`loads` (raw readings) with `latency_ms` set to the service time each cluster's queue is
+        sized from; clusters gone are forgotten."""
+        with self.lock:
+            self.estimates = {
+                cluster: next_service_time(self.estimates.get(cluster), now, load.started, load.active) for cluster, load in loads.items()
+            }
+            self.sized = {cluster: sizing_time(self.sized.get(cluster), self.estimates[cluster].ms) for cluster in loads}
+            return {cluster: replace(load, latency_ms=self.sized[cluster]) for cluster, load in loads.items()}
+
+
+def parse_stats(payload: dict) -> dict[str, tuple[float, float, float]]:
+    """`/stats?format=json` -> {cluster: (active, pending, started)}."""
+    found: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])
     for stat in payload.get("stats", []):
         name, value = stat.get("name", ""), stat.get("value")
         if value is None or not name.startswith("cluster."):
@@ -58,17 +132,19 @@ def parse_stats(payload: dict) -> dict[str, tuple[float, float]]:
             found[cluster][0] = float(value)
         elif metric == "upstream_rq_pending_active":
             found[cluster][1] = float(value)
-    return {cluster: (v[0], v[1]) for cluster, v in found.items()}
+        elif metric == "upstream_rq_total":
+            found[cluster][2] = float(value)
+    return {cluster: (v[0], v[1], v[2]) for cluster, v in found.items()}
 
 
 def envoy_load(admin_url: str, timeout: float = READ_TIMEOUT_SECONDS) -> dict[str, Load]:
-    """One Envoy's busy and queued gauges and median service time per cluster, from its admin API.
-    Raises OSError or ValueError when the admin API does not answer properly."""
+    """One Envoy's busy and queued gauges and started counter per cluster, from its admin API (no
+    service time: that takes two readings, `ServiceTimes`). Raises OSError or ValueError when the
+    admin API does not answer properly."""
     query = urllib.parse.urlencode({"format": "json", "filter": STATS_FILTER})
     with urllib.request.urlopen(f"{admin_url}/stats?{query}", timeout=timeout) as response:
         payload = json.load(response)
-    latencies = parse_latency(payload)
-    return {cluster: Load(active, pending, 1, latencies.get(cluster)) for cluster, (active, pending) in parse_stats(payload).items()}
+    return {cluster: Load(active, pending, 1, started=started) for cluster, (active, pending, started) in parse_stats(payload).items()}
 
 
 def load_document(loads: Mapping[str, Load]) -> dict:
@@ -121,7 +197,9 @@ def collect(
         for cluster, load in loads.items():
             seen = totals.get(cluster, Load())
             latency = max((x for x in (seen.latency_ms, load.latency_ms) if x is not None), default=None)
-            totals[cluster] = Load(seen.active + load.active, seen.pending + load.pending, seen.routers_seen + 1, latency)
+            totals[cluster] = Load(
+                seen.active + load.active, seen.pending + load.pending, seen.routers_seen + 1, latency, seen.started + load.started
+            )
     return totals
 
 

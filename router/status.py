@@ -5,8 +5,9 @@ debug logging, and has no authentication. What others need from a replica is ser
 read-only, by the control plane (in a pod on `AKSINF_METRICS_PORT`, locally on a loopback port):
 
   GET /metrics   the control plane's Prometheus registry
-  GET /load      this replica's Envoy gauges per service cluster (`router.metrics.load_document`),
-                 which the leader sums over replicas; 503 when the local Envoy does not answer
+  GET /load      this replica's Envoy gauges and service-time estimate per service cluster
+                 (`router.metrics.load_document`), which the leader sums over replicas; 503 when
+                 the local Envoy does not answer
   GET /ready     200 {"ready": true} when the local Envoy is ready and serves every config file as
                  the control plane last wrote it; else 503 {"ready": false, "reasons": [...]}
 
@@ -25,6 +26,7 @@ import json
 import logging
 import re
 import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -42,7 +44,13 @@ from prometheus_client import (
 from router.discovery import DiscoveredService
 from router.envoy_config import SUBSCRIPTION_STATS
 from router.envoy_files import ConfigWriter
-from router.metrics import READ_TIMEOUT_SECONDS, Load, envoy_load, load_document
+from router.metrics import (
+    READ_TIMEOUT_SECONDS,
+    Load,
+    ServiceTimes,
+    envoy_load,
+    load_document,
+)
 from router.spec import ADMIN_HOST
 
 log = logging.getLogger(__name__)
@@ -71,11 +79,14 @@ class EnvoyAdmin(Protocol):
 
 class LocalEnvoy:
     """`EnvoyAdmin` over this replica's Envoy admin API on loopback. Every read raises OSError or
-    ValueError when the admin API does not answer properly."""
+    ValueError when the admin API does not answer properly. `load` carries the service time this
+    Envoy measured (`ServiceTimes` over its successive readings), which sizes this replica's queues."""
 
-    def __init__(self, admin_port: int, timeout: float = READ_TIMEOUT_SECONDS):
+    def __init__(self, admin_port: int, timeout: float = READ_TIMEOUT_SECONDS, clock: Callable[[], float] = time.monotonic):
         self.url = f"http://{ADMIN_HOST}:{admin_port}"
         self.timeout = timeout
+        self.clock = clock
+        self.service_times = ServiceTimes()
 
     def ready(self) -> bool:
         try:
@@ -85,7 +96,7 @@ class LocalEnvoy:
             return False
 
     def load(self) -> dict[str, Load]:
-        return envoy_load(self.url, self.timeout)
+        return self.service_times.observe(self.clock(), envoy_load(self.url, self.timeout))
 
     def subscriptions(self) -> dict[str, Subscription]:
         prefixes = "|".join(re.escape(prefix) for prefix in SUBSCRIPTION_STATS.values())

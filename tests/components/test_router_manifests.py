@@ -13,6 +13,8 @@ from kubernetes.config.incluster_config import (
 
 from components.model_manifests import MODEL_PORT
 from components.router_manifests import (
+    ENVOY_HEAP_BYTES,
+    ENVOY_MEMORY_LIMIT_BYTES,
     SERVICE_ACCOUNT_DIR,
     TLS_SECRET,
     deployment_spec,
@@ -214,6 +216,9 @@ def test_router_pods_reach_dns_https_outside_imds_the_models_and_their_peers_onl
 def test_replicas_bound_the_hpa_and_the_pdb(config, replicas, min_available):
     deployment, hpa, pdb, _ = manifests(config)[:4]
     assert router_replicas(config) == replicas == deployment["spec"]["replicas"]
+    # Each router enforces 1/replicas of every service's limits: told the same number the Deployment starts with.
+    for container in deployment["spec"]["template"]["spec"]["containers"]:
+        assert {"name": "AKSINF_ROUTER_REPLICAS", "value": str(replicas)} in container["env"]
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (replicas, 3 * replicas)
     assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": ROUTER_APP}
     assert pdb["spec"]["minAvailable"] == min_available
@@ -283,7 +288,17 @@ def test_every_container_is_probed_by_the_kubelet_without_the_admin_port(tls, sc
 def test_without_auth_no_token_settings_reach_the_pod():
     environment = router_environment(dev_test(), MODEL_NAMESPACES)
     assert environment.jwt_issuer is environment.jwt_audience is environment.jwks_uri is None
-    assert environment.as_env() == RouterEnvironment(model_namespaces=("models", "models-gpu"), listen_port=8080).as_env()
+    assert environment.as_env() == RouterEnvironment(
+        model_namespaces=("models", "models-gpu"), listen_port=8080, envoy_heap_bytes=ENVOY_HEAP_BYTES
+    ).as_env()
+
+
+def test_envoy_refuses_new_requests_before_its_container_memory_limit():
+    """Bodies are buffered whole (up to the 100 MB cap each): Envoy is told a heap budget below its limit."""
+    envoy = containers(dev_test())["envoy"]
+    env = {e["name"]: e["value"] for e in envoy["env"]}
+    limit = int(envoy["resources"]["limits"]["memory"].removesuffix("Mi")) * 2**20
+    assert limit == ENVOY_MEMORY_LIMIT_BYTES and 0 < int(env["AKSINF_ENVOY_HEAP_BYTES"]) < limit
 
 
 def test_tls_serves_8443_behind_443_and_mounts_the_secret(tls_pair):

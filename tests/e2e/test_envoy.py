@@ -83,7 +83,7 @@ def test_every_rendered_config_passes_envoy_validate(tmp_path, variant):
 def test_validation_catches_a_broken_config(tmp_path):
     settings = render_settings(tmp_path)
     files = copy.deepcopy(render_dynamic(sample_routes(), settings))
-    files["cds.yaml"]["resources"][0]["lb_policy"] = "FASTEST"
+    files["cds.json"]["resources"][0]["lb_policy"] = "FASTEST"
     with pytest.raises(InvalidConfig, match="FASTEST"):
         validate_config(files, settings)
 
@@ -126,56 +126,6 @@ def test_health_swagger_and_unknown_service(envoy_router, fake_model):
     assert "Unknown service" in unknown.json()["error"] and unknown.headers["x-request-id"] == unknown.json()["requestId"]
 
 
-@pytest.fixture
-def signing(tmp_path):
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    jwk = json.loads(pyjwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
-    jwks = tmp_path / "jwks.json"
-    jwks.write_text(json.dumps({"keys": [{**jwk, "kid": "k1", "alg": "RS256", "use": "sig"}]}))
-
-    def token(signer=key, **claims):
-        now = int(time.time())
-        body = {"iss": ISSUER, "aud": AUDIENCE, "sub": "user", "iat": now, "exp": now + 600, **claims}
-        return pyjwt.encode(body, signer, algorithm="RS256", headers={"kid": "k1"})
-
-    return {"jwks": str(jwks), "token": token, "other": other}
-
-
-def test_token_auth(envoy_router, fake_model, signing):
-    model = fake_model()
-    router = envoy_router(
-        [with_endpoints(ServiceRoute("tok", auth="token"), model), with_endpoints(ServiceRoute("keyed", keys=(PRIMARY,)), model)],
-        jwt=JwtSettings(ISSUER, (AUDIENCE,), local_jwks_path=signing["jwks"]),
-    )
-    token = signing["token"]
-    assert score(router, "tok", token()).status_code == 200
-    assert "authorization" not in {k.lower() for k in model.requests[-1]["headers"]}  # token not forwarded
-    assert score(router, "tok").status_code == 401
-    assert score(router, "tok", token(exp=int(time.time()) - 3600)).status_code == 401
-    assert score(router, "tok", token(aud="api://another")).status_code == 403
-    assert score(router, "tok", token(iss="https://evil.example/v2.0")).status_code == 401
-    assert score(router, "tok", token(signer=signing["other"])).status_code == 401
-    assert score(router, "tok", PRIMARY).status_code == 401  # a key is not a token
-    assert score(router, "keyed", token()).status_code == 401  # a token is not a key
-    assert score(router, "keyed", PRIMARY).status_code == 200
-
-
-def test_token_services_fail_closed_without_token_validation(envoy_router, fake_model, signing):
-    """A token service on a router without issuer/audience answers 401 instead of becoming open; turning token
-    validation on later writes the listener (jwt_authn) before the routes that need it, and off again after."""
-    model = fake_model()
-    router = envoy_router([with_endpoints(ServiceRoute("tok", auth="token"), model)])
-    refused = score(router, "tok", signing["token"]())
-    assert refused.status_code == 401 and "not configured" in refused.json()["error"] and model.requests == []
-    router.settings = replace(router.settings, jwt=JwtSettings(ISSUER, (AUDIENCE,), local_jwks_path=signing["jwks"]))
-    assert router.update(router.routes) == ["lds.yaml", "rds.yaml"]
-    assert score(router, "tok", signing["token"]()).status_code == 200
-    router.settings = replace(router.settings, jwt=None)
-    assert router.update(router.routes) == ["rds.yaml", "lds.yaml"]
-    assert score(router, "tok", signing["token"]()).status_code == 401
-
-
 def test_payload_over_the_cap_is_refused_with_bounded_memory(envoy_router, fake_model):
     model = fake_model()
     router = envoy_router([with_endpoints(ServiceRoute("alpha", auth="none"), model)])
@@ -212,7 +162,8 @@ def test_payload_over_the_cap_is_refused_with_bounded_memory(envoy_router, fake_
     finally:
         stop.set()
         sampler.join()
-    assert peak[0] - baseline < 60 * 1024 * 1024
+    # The body is buffered whole before a replica is chosen (a slow uploader holds none): Envoy holds at most the cap.
+    assert peak[0] - baseline < router.settings.max_request_bytes + 40 * 1024 * 1024
     assert all(r["bytes"] < 100 * 1024 * 1024 for r in model.requests)  # no over-cap request ever completes at the model
     # 5 MB passes whole: past Envoy's 1 MiB retry buffer, the request streams on without retries.
     assert score(router, "alpha", body=chunk * 5).status_code == 200 and model.requests[-1]["bytes"] == 5 * len(chunk)
@@ -296,17 +247,17 @@ def test_services_come_and_go_without_restart(envoy_router, fake_model):
     pid = router.envoy.process.pid
     assert score(router, "beta").status_code == 404
     changed = router.update(router.routes + [with_endpoints(ServiceRoute("beta", auth="none"), b)])
-    assert changed.index("cds.yaml") < changed.index("rds.yaml")  # clusters before the routes that use them
+    assert changed.index("cds.json") < changed.index("rds.json")  # clusters before the routes that use them
     assert score(router, "beta").status_code == 200
     changed = router.update([with_endpoints(ServiceRoute("beta", auth="none"), b)])
-    assert changed.index("rds.yaml") < changed.index("cds.yaml")  # routes leave before their clusters
+    assert changed.index("rds.json") < changed.index("cds.json")  # routes leave before their clusters
     assert score(router, "alpha").status_code == 404 and score(router, "beta").status_code == 200
     assert router.update(router.routes) == []  # unchanged: nothing written
     gamma = with_endpoints(ServiceRoute("gamma", auth="none"), a)
     changed = router.update([gamma])  # beta replaced by gamma in one update
-    assert changed == ["cds.yaml", "rds.yaml", "cds.yaml"]  # interim CDS holds both, so no route dangles
+    assert changed == ["cds.json", "rds.json", "cds.json"]  # interim CDS holds both, so no route dangles
     assert score(router, "gamma").status_code == 200 and score(router, "beta").status_code == 404
-    final = yaml.safe_load((router.settings.config_dir / "cds.yaml").read_text())
+    final = yaml.safe_load((router.settings.config_dir / "cds.json").read_text())
     assert [c["name"] for c in final["resources"]] == ["model-models-gamma"]
     assert router.envoy.process.pid == pid and router.envoy.process.poll() is None
     rejected = router.envoy.stats(r"update_rejected$")
@@ -548,9 +499,9 @@ def test_readiness_follows_what_envoy_accepted_and_the_status_server_reaches_no_
     (broken / "tls.crt").write_text("-----BEGIN CERTIFICATE-----\nbroken\n-----END CERTIFICATE-----\n")
     shutil.copy(key, broken / "tls.key")
     router.settings = replace(router.settings, tls=TlsSettings(str(broken / "tls.crt"), str(broken / "tls.key")))
-    assert router.update(router.routes) == ["sds-tls.yaml"]
+    assert router.update(router.routes) == ["sds-tls.json"]
     unready = ready_after_write(503)
-    assert unready.status_code == 503 and unready.json()["reasons"][0].startswith("Envoy rejected sds-tls.yaml (it serves version ")
+    assert unready.status_code == 503 and unready.json()["reasons"][0].startswith("Envoy rejected sds-tls.json (it serves version ")
     assert httpx.post(f"{router.url}/api/v1/service/alpha/score", content=b"{}", verify=False).status_code == 200  # old certificate
 
     # What peers and probes reach is read-only and never Envoy's admin API.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
@@ -12,6 +13,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import pytest
@@ -20,6 +22,7 @@ from contract.service import load_service
 from local.net import free_port
 from local.platform import LocalPlatform
 from router.metrics import in_flight_per_host
+from tests.fixtures_services import ENTRY
 
 SLOW_SCRIPT = '''
 import os, time
@@ -107,8 +110,25 @@ def test_load_scales_up_within_seconds_and_back_down_after_the_window(slow_servi
         _wait(lambda: httpx.get(f"http://127.0.0.1:{platform.metrics_port}/ready").json() == {"ready": True}, timeout=5)
 
 
+GATED_SCRIPT = '''
+import os, time
+GATE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "gate")
+def init():
+    pass
+def run(raw_data):
+    deadline = time.monotonic() + 30
+    while not os.path.exists(GATE) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return {"pid": os.getpid(), "released": os.path.exists(GATE)}
+'''
+
+
 def test_scale_down_drains_in_flight_requests(slow_service, tmp_path):
-    service = slow_service(delay=0.5, max_replicas=3)
+    """Requests are held in the replicas (until the test opens the gate), so the scale-down surely
+    happens while all three are in flight, however slow the machine."""
+    service = slow_service(delay=0, max_replicas=3)
+    (service.entry_script).write_text(GATED_SCRIPT)
+    gate = service.entry_script.parent / "gate"
     with LocalPlatform([service], tmp_path / "run", listen_port=free_port(), scale_down_window_seconds=60) as platform:
         url = f"{platform.url}/api/v1/service/slow/score"
         platform.stop_control_plane()  # we drive the actuator directly
@@ -116,14 +136,15 @@ def test_scale_down_drains_in_flight_requests(slow_service, tmp_path):
         _wait(lambda: [platform.actuator.reconcile(), platform.actuator.ready_replicas("slow")][1] == 3, timeout=30)
         cluster = platform.actuator.routes()[0].cluster_name
         _wait(lambda: len(in_flight_per_host(platform.admin_url, cluster)) == 3, timeout=10)  # Envoy loaded all three
-        # Three requests in flight, one per replica; then scale down to one while they run.
+        # Three requests in flight, one per replica; then scale down to one while they are held.
         with ThreadPoolExecutor(3) as pool:
-            in_flight = [pool.submit(httpx.post, url, content=b"{}", timeout=15) for _ in range(3)]
-            # Scale down only once Envoy holds all three (a fixed sleep is too short on a loaded machine).
-            _wait(lambda: sum(in_flight_per_host(platform.admin_url, cluster).values()) == 3, timeout=5)
+            in_flight = [pool.submit(httpx.post, url, content=b"{}", timeout=40) for _ in range(3)]
+            _wait(lambda: sum(in_flight_per_host(platform.admin_url, cluster).values()) == 3, timeout=30)
             platform.actuator.scale("slow", 1)
-            statuses = [f.result().status_code for f in in_flight]
-        assert statuses == [200, 200, 200]
+            gate.write_text("open")
+            answers = [f.result() for f in in_flight]
+        assert [a.status_code for a in answers] == [200, 200, 200]
+        assert all(a.json()["released"] for a in answers)  # each was answered after the scale-down
         for drain in platform.actuator.draining:
             drain.join(20)
         removed = [p for p in os.listdir(tmp_path / "run" / "logs")]
@@ -168,6 +189,7 @@ def test_aksinf_serve_answers_with_the_printed_key_and_leaves_nothing(tmp_path):
         key = re.search(r"primary key\s+(\S+)", text).group(1)
         curl = re.search(r"try\s+(curl .*)", text).group(1)
         assert f"http://127.0.0.1:{port}/api/v1/service/diabetes/score" in curl
+        assert f"environment {tmp_path / 'run' / 'envs'}/" in text  # its own, built from its conda.yml
         body = open("examples/models/diabetes/sample-request.json", "rb").read()
         answer = httpx.post(f"http://127.0.0.1:{port}/api/v1/service/diabetes/score", content=body,
                             headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
@@ -182,9 +204,89 @@ def test_aksinf_serve_answers_with_the_printed_key_and_leaves_nothing(tmp_path):
             assert probe.connect_ex(("127.0.0.1", busy)) != 0, f"port {busy} still served after exit"
 
 
-def test_serve_reads_a_stacks_models():
-    import argparse
+def _serve(port: int, run_dir) -> tuple[subprocess.Popen, str]:
+    """`aksinf serve` (sample, platform env) started and ready: its process and what it printed so far."""
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "aksinf", "serve", "--port", str(port), "--run-dir", str(run_dir), "--reuse-platform-env"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )
+    output = []
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and not (output and "Ctrl-C" in output[-1]):
+        line = serve.stdout.readline()
+        if not line:
+            break
+        output.append(line)
+    assert output and "Ctrl-C" in output[-1], "".join(output)
+    return serve, "".join(output)
 
+
+def _recorded(run_dir) -> dict[str, list[int]]:
+    processes = json.loads((run_dir / "serve-state.json").read_text())["processes"]
+    return {role: [p["pid"] for p in processes if p["role"] == role] for role in ("envoy", "replica")}
+
+
+def test_sigkilled_serve_restarted_on_its_run_dir_leaves_one_envoy_and_no_old_replica(tmp_path):
+    """The drill: SIGKILL `aksinf serve`, start it again on the same run dir and port."""
+    from local.run_lock import port_holders
+
+    port, run_dir = free_port(), tmp_path / "run"
+    first, _ = _serve(port, run_dir)
+    second = None
+    try:
+        old = _recorded(run_dir)
+        assert len(old["envoy"]) == 1 and len(old["replica"]) >= 1
+        assert port_holders(port) == old["envoy"]
+        # A second live serve on the same run dir: refused, naming the first, changing nothing.
+        before = {p.name: p.stat().st_mtime_ns for p in run_dir.iterdir()}
+        busy = subprocess.run(
+            [sys.executable, "-m", "aksinf", "serve", "--port", str(port), "--run-dir", str(run_dir), "--reuse-platform-env"],
+            capture_output=True, text=True, timeout=60, check=False,
+        )
+        assert busy.returncode == 1, busy.stdout + busy.stderr
+        assert f"is in use by another aksinf serve (PID {first.pid})" in busy.stderr
+        assert {p.name: p.stat().st_mtime_ns for p in run_dir.iterdir()} == before
+        assert port_holders(port) == old["envoy"]
+        first.kill()  # SIGKILL: no clean-up; its Envoy and replicas keep running
+        first.wait(10)
+        assert all(_alive(pid) for pid in old["envoy"] + old["replica"])
+        second, output = _serve(port, run_dir)
+        assert f"stopping envoy (PID {old['envoy'][0]}, port {port}), left running by a previous aksinf serve" in output
+        assert not any(_alive(pid) for pid in old["envoy"] + old["replica"])
+        new = _recorded(run_dir)
+        assert port_holders(port) == new["envoy"] != old["envoy"]  # exactly one Envoy on the port: the new one
+        key = re.search(r"primary key\s+(\S+)", output).group(1)
+        answer = httpx.post(f"http://127.0.0.1:{port}/api/v1/service/diabetes/score", timeout=30,
+                            content=Path("examples/models/diabetes/sample-request.json").read_bytes(),
+                            headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
+        assert answer.status_code == 200, answer.text  # served by the new replicas
+    finally:
+        first.kill()
+        first.wait(10)
+        if second is not None:
+            second.send_signal(signal.SIGINT)
+            second.wait(30)
+    assert second.returncode == 0
+    # A clean stop leaves nothing: no process it recorded, no listener, no state file.
+    assert not any(_alive(pid) for pid in new["envoy"] + new["replica"])
+    assert port_holders(port) == [] and not (run_dir / "serve-state.json").exists()
+
+
+def test_serve_refuses_a_port_something_else_listens_on(tmp_path, capsys):
+    from aksinf.cli import main
+
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        code = main(["serve", "--port", str(port), "--run-dir", str(tmp_path / "run"), "--reuse-platform-env"])
+    assert code == 1
+    assert f"aksinf serve: port {port} on 127.0.0.1 is already in use by PID {os.getpid()} (" in capsys.readouterr().err
+    assert list((tmp_path / "run" / "logs").iterdir()) == []  # no replica was started
+    assert not (tmp_path / "run" / "serve-state.json").exists()
+
+
+def test_serve_reads_a_stacks_models():
     from aksinf.serve import _services
 
     services, purpose, jwt = _services(argparse.Namespace(stack="dev", purpose=None))
@@ -202,7 +304,7 @@ def test_serve_refuses_a_negative_scale_down_window(capsys):
 
 def test_sigterm_during_start_up_leaves_nothing(tmp_path):
     serve = subprocess.Popen(
-        [sys.executable, "-m", "aksinf", "serve", "--port", str(free_port()), "--run-dir", str(tmp_path / "run")],
+        [sys.executable, "-m", "aksinf", "serve", "--port", str(free_port()), "--run-dir", str(tmp_path / "run"), "--reuse-platform-env"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
     )
     try:
@@ -234,3 +336,148 @@ def _alive(pid: int) -> bool:
             return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+# ----------------------------------------------------------------------------- per-service environments, partial failure
+
+VERSION_SCRIPT = '''
+import sys
+
+import sklearn
+
+
+def init():
+    pass
+
+
+def run(raw_data):
+    try:
+        import contract  # noqa: F401 - one of the platform's own packages
+        platform_visible = True
+    except ImportError:
+        platform_visible = False
+    return {"sklearn": sklearn.__version__, "prefix": sys.prefix, "platform_visible": platform_visible}
+'''
+BROKEN_SCRIPT = "def init():\n    raise RuntimeError('the model file is missing')\n\n\ndef run(raw_data):\n    return raw_data\n"
+# An older scikit-learn than the platform's (requirements.lock), with a wheel for Python 3.11; and a
+# conda-only package, left out locally and reported with its line.
+OLD_SKLEARN_CONDA = "name: old\ndependencies:\n  - python=3.11\n  - pip\n  - cudatoolkit=11.8\n  - pip:\n      - scikit-learn==1.5.2\n"
+UNBUILDABLE_CONDA = "name: unbuildable\ndependencies:\n  - python=3.11\n  - numpy=0.0.1\n"
+
+
+def _folder(root, name: str, script: str, conda: str | None = None):
+    folder = root / name
+    (folder / "model").mkdir(parents=True)
+    (folder / "model" / "weights.bin").write_bytes(b"\0")
+    (folder / "score.py").write_text(script)
+    inference = {"entryScript": "score.py"}
+    if conda is not None:
+        (folder / "myenv.yml").write_text(conda)
+        inference["condaFile"] = "myenv.yml"
+    (folder / "inferenceconfig.json").write_text(json.dumps(inference))
+    (folder / "deploymentconfig.json").write_text(json.dumps({"computeType": "AKS", "authEnabled": False, "numReplicas": 1}))
+    return load_service(folder, name)
+
+
+@pytest.fixture(scope="module")
+def mixed_platform(tmp_path_factory, environments):
+    """Three services in their own environments: one pinned to an older scikit-learn, one whose init()
+    raises (same environment), one whose environment cannot be built."""
+    root = tmp_path_factory.mktemp("mixed")
+    services = [
+        _folder(root, "old-sklearn", VERSION_SCRIPT, OLD_SKLEARN_CONDA),
+        _folder(root, "broken-init", BROKEN_SCRIPT, OLD_SKLEARN_CONDA),
+        _folder(root, "unbuildable", ENTRY, UNBUILDABLE_CONDA),
+    ]
+    with LocalPlatform(services, root / "run", listen_port=free_port(), environments=environments) as platform:
+        yield platform
+
+
+def _platform_sklearn() -> tuple[str, float]:
+    """The platform's scikit-learn: the version the .venv reports and when its metadata last changed."""
+    from importlib import metadata
+
+    distribution = metadata.distribution("scikit-learn")
+    return distribution.version, os.stat(distribution._path).st_mtime  # noqa: SLF001 - the dist-info folder
+
+
+def test_a_service_runs_with_its_own_older_scikit_learn(mixed_platform):
+    platform = mixed_platform
+    answer = httpx.post(f"{platform.url}/api/v1/service/old-sklearn/score", json={}, timeout=30)
+    assert answer.status_code == 200, answer.text
+    seen = answer.json()
+    assert seen["sklearn"] == "1.5.2"
+    import sklearn
+
+    assert sklearn.__version__ != "1.5.2"  # the platform's own stays what requirements.lock pins
+    assert seen["prefix"] == str(platform.environment_of["old-sklearn"].path / "venv")
+    assert seen["platform_visible"] is False  # nothing of the project but aksinf_runtime is importable
+
+
+def test_building_an_environment_leaves_the_platform_venv_untouched(tmp_path, environments):
+    before = _platform_sklearn()
+    service = _folder(tmp_path, "old-sklearn", VERSION_SCRIPT, OLD_SKLEARN_CONDA)
+    from local.environments import prepare
+
+    environment = prepare(service, environments)
+    assert environment.path.parent == environments and (environment.python).is_file()
+    assert _platform_sklearn() == before
+
+
+def test_conda_only_packages_are_reported_with_their_line(mixed_platform):
+    service = next(s for s in mixed_platform.services if s.name == "old-sklearn")
+    assert mixed_platform.notes(service) == [
+        "myenv.yml:5: `cudatoolkit=11.8` exists only as a conda package; left out locally (the image installs it)"
+    ]
+
+
+def test_a_service_whose_init_raises_is_failed_and_named_while_the_others_serve(mixed_platform):
+    platform = mixed_platform
+    failure = platform.failures["broken-init"]
+    assert failure.exit_code == 3 and failure.log.is_file()
+    assert any("the model file is missing" in line for line in failure.last_lines())
+    answer = httpx.post(f"{platform.url}/api/v1/service/broken-init/score", json={}, timeout=30)
+    assert answer.status_code == 503
+    assert "broken-init" in answer.text and "init() failed" in answer.text and str(failure.log) in answer.text
+    assert httpx.post(f"{platform.url}/api/v1/service/old-sklearn/score", json={}, timeout=30).status_code == 200
+    assert platform.actuator.target("broken-init") == 0
+    assert "broken-init" not in platform.control_plane.history
+
+
+def test_a_service_whose_environment_cannot_be_built_is_failed_and_named(mixed_platform):
+    platform = mixed_platform
+    failure = platform.failures["unbuildable"]
+    assert "environment could not be built" in failure.reason and "numpy" in failure.reason
+    assert "myenv.yml:4: `numpy=0.0.1` -> numpy==0.0.1.*" in failure.reason  # where the pin came from
+    assert failure.log.is_file() and failure.exit_code is None
+    answer = httpx.post(f"{platform.url}/api/v1/service/unbuildable/score", json={}, timeout=30)
+    assert answer.status_code == 503 and "unbuildable" in answer.text
+    assert set(platform.failures) == {"broken-init", "unbuildable"}
+
+
+def test_serve_prints_each_failure_with_its_log(mixed_platform, capsys):
+    from aksinf.serve import _print_endpoints
+
+    _print_endpoints(mixed_platform, mixed_platform.services, "FastProd")
+    out = capsys.readouterr().out
+    broken = out[out.index("service     broken-init"):out.index("service     unbuildable")]
+    assert "FAILED" in broken and "exited with code 3" in broken
+    assert f"log         {mixed_platform.failures['broken-init'].log}, last lines:" in broken
+    assert "| RuntimeError: the model file is missing" in broken
+    assert "try " not in broken
+    assert "note        myenv.yml:5: `cudatoolkit=11.8`" in out
+
+
+def test_serve_strict_fails_when_a_service_fails(tmp_path, monkeypatch, capsys):
+    from aksinf import serve
+
+    services = [_folder(tmp_path, "fine", ENTRY), _folder(tmp_path, "broken-init", BROKEN_SCRIPT)]
+    monkeypatch.setattr(serve, "_services", lambda args: (services, "FastProd", None))
+    argv = ["--port", str(free_port()), "--run-dir", str(tmp_path / "run"), "--reuse-platform-env", "--strict"]
+    parser = argparse.ArgumentParser()
+    serve.add_arguments(parser)
+    assert serve.run(parser.parse_args(argv)) == 1
+    captured = capsys.readouterr()
+    assert "1 service(s) failed (--strict): broken-init" in captured.err
+    assert "environment the platform's own (--reuse-platform-env)" in captured.out
+    assert not (tmp_path / "run" / "replicas").exists()

@@ -7,6 +7,7 @@ from router.autoscaler import (
     Sample,
     decide,
     replicas_for_load,
+    resumed_window,
     utilization,
 )
 
@@ -67,3 +68,26 @@ def test_replica_formula_gives_the_documented_286():
     assert replicas_for_load(20, 10, 0.7, 2) == 143
     with pytest.raises(ValueError):
         replicas_for_load(20, 10, 1.5, 1)
+
+
+@pytest.mark.parametrize(
+    ("previous", "now", "replicas", "expected"),
+    [
+        ((), 100.0, 10, ((100.0, 10),)),  # a new leader: starts from the 10 replicas running
+        (((99.0, 4),), 100.0, 10, ((99.0, 4),)),  # kept by this leader's ticks: its own window
+        (((80.0, 4),), 100.0, 10, ((100.0, 10),)),  # a leader elected again: its history is stale (another led since)
+    ],
+)
+def test_a_window_not_kept_by_ticks_starts_from_the_running_replicas(previous, now, replicas, expected):
+    assert resumed_window(previous, now, replicas) == expected
+
+
+def test_a_new_leader_scales_down_only_after_a_full_window():
+    """Failover with 10 replicas running and no load left: the old code dropped to 1 at once."""
+    history, desired = (), []
+    for t in range(62):
+        window = resumed_window(history, float(t), desired[-1] if desired else 10)
+        decision = decide(Sample(float(t), 0, 0, 10), SETTINGS, window)
+        history = decision.recommendations
+        desired.append(decision.desired)
+    assert desired[:60] == [10] * 60 and desired[-1] == 1

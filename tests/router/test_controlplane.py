@@ -51,3 +51,37 @@ def test_control_loop_scales_on_change_exports_metrics_and_keeps_the_window_acro
 
     plane.set_services([])  # the model Service was deleted
     assert "alpha" not in generate_latest(plane.registry).decode()
+
+
+def test_a_new_leaders_first_tick_keeps_the_replicas_running():
+    """The control plane's window starts from the Deployment's replicas, not from nothing."""
+    from router.controlplane import ControlPlane, ManagedService
+
+    now = [0.0]
+    actuator = RecordingActuator(ready=10)
+    settings = AutoscaleSettings(min_replicas=1, max_replicas=20, scale_down_window_seconds=10)
+    plane = ControlPlane([ManagedService("alpha", "model-models-alpha", settings)], actuator, [], clock=lambda: now[0], collector=lambda urls: {})
+    for second in range(10):
+        now[0] = float(second)
+        plane.tick()
+    assert actuator.calls == []  # no load for 9 s, still within the window that started with 10 replicas
+    now[0] = 10.0
+    plane.tick()
+    assert actuator.calls == [1]  # a full window after the first tick
+
+
+def test_local_mode_measures_service_time_from_its_envoys_counters():
+    """on_latency gets the service time per service from successive readings, queueing excluded."""
+    from router.controlplane import ControlPlane, ManagedService
+    from router.metrics import Load
+
+    now, reading, seen = [0.0], {"model-models-alpha": Load(active=1, pending=30, started=0)}, []
+    plane = ControlPlane(
+        [ManagedService("alpha", "model-models-alpha", AutoscaleSettings())], RecordingActuator(ready=1), [],
+        clock=lambda: now[0], collector=lambda urls: reading, on_latency=seen.append,
+    )
+    plane.tick()
+    now[0], reading["model-models-alpha"] = 1.0, Load(active=1, pending=60, started=100)
+    plane.tick()
+    # 1 in service, 100 departures in 1 s: 10 ms (the 60 queued do not count), halfway from the 1 ms prior.
+    assert seen == [{"alpha": 5.5}]

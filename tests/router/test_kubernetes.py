@@ -177,10 +177,10 @@ class RouterReplica:
         return generate_latest(self.plane.registry).decode()
 
     def clusters(self) -> dict[str, dict]:
-        return {c["name"]: c for c in yaml.safe_load((self.config_dir / "cds.yaml").read_text())["resources"]}
+        return {c["name"]: c for c in yaml.safe_load((self.config_dir / "cds.json").read_text())["resources"]}
 
     def routes(self) -> dict[str, dict]:
-        return {r["name"]: r for r in yaml.safe_load((self.config_dir / "rds.yaml").read_text())["resources"][0]["virtual_hosts"][0]["routes"]}
+        return {r["name"]: r for r in yaml.safe_load((self.config_dir / "rds.json").read_text())["resources"][0]["virtual_hosts"][0]["routes"]}
 
     def routed_clusters(self) -> set[str]:
         return {r["route"]["cluster"] for r in self.routes().values() if "route" in r}
@@ -222,14 +222,14 @@ def test_discovered_services_of_every_model_namespace_are_written_for_envoy(foll
     assert endpoints(clusters["model-models-diabetes"]) == ["10.244.1.7:5001"]
     assert endpoints(clusters["model-vision-digits"]) == ["10.244.2.9:5001"]
     assert follower.routed_clusters() == {"model-models-diabetes", "model-vision-digits"}
-    assert PRIMARY_KEY in (follower.config_dir / "rds.yaml").read_text()  # the key Secret reached the route
+    assert PRIMARY_KEY in (follower.config_dir / "rds.json").read_text()  # the key Secret reached the route
 
 
 def test_service_time_seen_by_this_replicas_envoy_sizes_the_queue(follower):
     follower.api.add_model("diabetes", "models", "10.244.1.7")
     follower.reconcile()
-    # Nothing observed yet: scoring time assumed to be the queue wait, one queued request per slot (1 replica x 2).
-    assert queue_capacity(follower.clusters()["model-models-diabetes"]) == 2
+    # Nothing measured yet: a fast service is assumed (1 ms), 2 slots * 800 ms allowed in the queue / 1 ms.
+    assert queue_capacity(follower.clusters()["model-models-diabetes"]) == 1600
     follower.envoy.own_load = {"model-models-diabetes": Load(latency_ms=200.0)}
     follower.reconcile()
     # 2 slots, 200 ms per request, 800 ms allowed in the queue: 2 * 800 / 200.
@@ -319,19 +319,19 @@ def test_a_malformed_service_is_refused_logged_once_and_counted_while_the_others
 
 def test_a_config_file_envoy_did_not_apply_is_exported_and_logged_a_round_later(follower, caplog):
     follower.api.add_model("diabetes", "models", "10.244.1.7")
-    follower.envoy.rejecting = {"cds.yaml"}
+    follower.envoy.rejecting = {"cds.json"}
     caplog.set_level(logging.INFO, logger="router.status")
     follower.reconcile()
     assert "aksinf_envoy_config_rejected{" not in follower.metrics()  # nothing to judge before a write has had time
     follower.reconcile()
     follower.reconcile()
-    assert 'aksinf_envoy_config_rejected{file="cds.yaml"} 1.0' in follower.metrics()
-    assert 'aksinf_envoy_config_rejected{file="rds.yaml"} 0.0' in follower.metrics()
+    assert 'aksinf_envoy_config_rejected{file="cds.json"} 1.0' in follower.metrics()
+    assert 'aksinf_envoy_config_rejected{file="rds.json"} 0.0' in follower.metrics()
     errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
-    assert len(errors) == 1 and errors[0].startswith("Envoy rejected cds.yaml (it serves version previous, the file holds ")
+    assert len(errors) == 1 and errors[0].startswith("Envoy rejected cds.json (it serves version previous, the file holds ")
     follower.envoy.rejecting = set()
     follower.reconcile()
-    assert 'aksinf_envoy_config_rejected{file="cds.yaml"} 0.0' in follower.metrics()
+    assert 'aksinf_envoy_config_rejected{file="cds.json"} 0.0' in follower.metrics()
 
 
 def test_the_real_cluster_api_selects_labelled_objects_reads_secrets_by_name_and_hands_discovery_the_apis_json_shape():

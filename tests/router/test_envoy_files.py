@@ -1,0 +1,91 @@
+"""ConfigWriter without Envoy: JSON files, nothing re-rendered or rewritten for unchanged inputs, and the
+safe order kept from memory, also across a restart of the writer next to files a predecessor left."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+from router import envoy_files
+from router.envoy_files import BOOTSTRAP_FILE, ConfigWriter
+from router.spec import Endpoint, ServiceRoute
+from tests.fixtures_router import render_settings
+
+
+def _route(name: str, port: int = 9000) -> ServiceRoute:
+    return ServiceRoute(name, auth="none", endpoints=(Endpoint("127.0.0.1", port),))
+
+
+def _clusters(directory) -> list[str]:
+    return [c["name"] for c in json.loads((directory / "cds.json").read_text())["resources"]]
+
+
+def test_every_file_is_json_and_the_bootstrap_points_envoy_at_json_files(tmp_path):
+    settings = render_settings(tmp_path)
+    writer = ConfigWriter(tmp_path)
+    assert writer.write([_route("alpha")], settings) == ["cds.json", "rds.json", "lds.json"]
+    bootstrap = json.loads(writer.write_bootstrap(settings).read_text())
+    assert writer.write_bootstrap(settings).name == BOOTSTRAP_FILE
+    sources = bootstrap["dynamic_resources"]
+    assert sources["cds_config"]["path_config_source"]["path"] == str(tmp_path / "cds.json")
+    assert sources["lds_config"]["path_config_source"]["path"] == str(tmp_path / "lds.json")
+    for name, version in writer.versions.items():
+        assert json.loads((tmp_path / name).read_text())["version_info"] == version
+    listener = json.loads((tmp_path / "lds.json").read_text())["resources"][0]
+    rds = listener["filter_chains"][0]["filters"][0]["typed_config"]["rds"]
+    assert rds["config_source"]["path_config_source"]["path"] == str(tmp_path / "rds.json")
+
+
+def test_unchanged_inputs_render_nothing_and_write_nothing(tmp_path, monkeypatch):
+    settings = render_settings(tmp_path)
+    writer = ConfigWriter(tmp_path)
+    rendered = []
+    render = envoy_files.render_dynamic
+    monkeypatch.setattr(envoy_files, "render_dynamic", lambda routes, s: rendered.append(1) or render(routes, s))
+    routes = [_route("alpha"), _route("beta")]
+    writer.write(routes, settings)
+    before = {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()}
+    assert writer.write(list(routes), settings) == []
+    assert len(rendered) == 1  # the second call compared inputs; it neither rendered nor read a file
+    assert {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()} == before
+    # A changed input that renders the same files (a replica order Envoy does not see) writes nothing either.
+    assert writer.write([routes[1], routes[0]], settings) == [] and len(rendered) == 2
+
+
+def test_one_new_endpoint_rewrites_only_the_clusters(tmp_path):
+    settings = render_settings(tmp_path)
+    writer = ConfigWriter(tmp_path)
+    writer.write([_route("alpha"), _route("beta")], settings)
+    rds = (tmp_path / "rds.json").stat().st_mtime_ns
+    more = replace(_route("beta"), endpoints=(Endpoint("127.0.0.1", 9000), Endpoint("127.0.0.1", 9001)))
+    assert writer.write([_route("alpha"), more], settings) == ["cds.json"]
+    assert (tmp_path / "rds.json").stat().st_mtime_ns == rds
+
+
+def test_the_safe_order_comes_from_memory_not_from_the_files(tmp_path):
+    """The writer never re-reads what it wrote: an edited cds.json on disk changes nothing it decides."""
+    settings = render_settings(tmp_path)
+    writer = ConfigWriter(tmp_path)
+    writer.write([_route("alpha")], settings)
+    (tmp_path / "cds.json").write_text("not json")
+    assert writer.write([_route("beta")], settings) == ["cds.json", "rds.json", "cds.json"]  # interim holds both
+    assert _clusters(tmp_path) == ["model-models-beta"]
+
+
+def test_a_restarted_writer_reads_the_previous_files_once(tmp_path):
+    """A control plane restarted next to a running Envoy: what Envoy already serves is not rewritten,
+    and a service it replaces still leaves in the safe order (interim CDS first)."""
+    settings = render_settings(tmp_path)
+    ConfigWriter(tmp_path).write([_route("alpha")], settings)
+    restarted = ConfigWriter(tmp_path)
+    assert restarted.write([_route("alpha")], settings) == []
+    again = ConfigWriter(tmp_path)
+    assert again.write([_route("beta")], settings) == ["cds.json", "rds.json", "cds.json"]
+    assert _clusters(tmp_path) == ["model-models-beta"]
+
+
+def test_an_unreadable_previous_file_is_replaced_in_the_order_for_additions(tmp_path):
+    settings = render_settings(tmp_path)
+    (tmp_path / "cds.json").write_text("resources: [left by an older version]")
+    assert ConfigWriter(tmp_path).write([_route("alpha")], settings) == ["cds.json", "rds.json", "lds.json"]
+    assert _clusters(tmp_path) == ["model-models-alpha"]
