@@ -12,6 +12,8 @@ whose annotations carry what azureml-fe needs to route and scale it:
   aks-inference/deployment           the Deployment the autoscaler scales (deployments/scale)
   aks-inference/autoscale            JSON {"enabled", "min", "max", "targetUtilization", "refreshSeconds",
                                      "scaleDownWindowSeconds", "fixed"} (fixed = replicas when autoscaling is off)
+  aks-inference/token-authorization  token services only: JSON {"requiredRoles": [..], "allowedClientIds": [..],
+                                     "audience": ".."} (deploymentconfig.json's tokenAuthorization; absent: none)
 
 Replicas come from the EndpointSlices of that Service (label kubernetes.io/service-name):
 every endpoint whose `conditions.ready` is true, on the port named `http`.
@@ -45,6 +47,7 @@ from router.spec import (
     INT32_MAX,
     Endpoint,
     ServiceRoute,
+    TokenAuthorization,
     refuse_unsafe,
     route_problems,
     shown,
@@ -62,6 +65,7 @@ MAX_CONCURRENT = PREFIX + "max-concurrent"
 MAX_QUEUE_WAIT_MS = PREFIX + "max-queue-wait-ms"
 DEPLOYMENT = PREFIX + "deployment"
 AUTOSCALE = PREFIX + "autoscale"
+TOKEN_AUTHORIZATION = PREFIX + "token-authorization"
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 PORT_NAME = "http"
 SECRET_KEYS = ("primaryKey", "secondaryKey")
@@ -74,7 +78,10 @@ ANNOTATION_OF = {
     "max_concurrent": MAX_CONCURRENT,
     "max_queue_wait_ms": MAX_QUEUE_WAIT_MS,
     "endpoints": f"EndpointSlice port {PORT_NAME!r}",
+    "token_authorization": TOKEN_AUTHORIZATION,
 }
+# The token-authorization annotation's keys (deploymentconfig.json's) -> TokenAuthorization fields.
+TOKEN_AUTHORIZATION_KEYS = {"requiredRoles": "required_roles", "allowedClientIds": "allowed_client_ids", "audience": "audience"}
 _OBJECT_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")  # a Kubernetes object name (DNS subdomain)
 _WHOLE_NUMBER = re.compile(r"[0-9]{1,19}")
 
@@ -113,6 +120,10 @@ def annotations_for(
     }
     if keys_secret:
         annotations[KEYS_SECRET] = keys_secret
+    rules = route.token_authorization
+    if rules:
+        written = {key: getattr(rules, field) for key, field in TOKEN_AUTHORIZATION_KEYS.items()}
+        annotations[TOKEN_AUTHORIZATION] = json.dumps({k: list(v) if isinstance(v, tuple) else v for k, v in written.items() if v}, sort_keys=True)
     return annotations
 
 
@@ -159,6 +170,7 @@ def _read(service: dict, slices_by_service: dict[tuple[str, str | None], list[di
         max_concurrent=_whole_number(annotations, MAX_CONCURRENT, DEFAULT_MAX_CONCURRENT, problems),
         max_queue_wait_ms=_whole_number(annotations, MAX_QUEUE_WAIT_MS, DEFAULT_MAX_QUEUE_WAIT_MS, problems),
         endpoints=_endpoints(slices_by_service.get((namespace, meta["name"]), [])),
+        token_authorization=_token_authorization(annotations.get(TOKEN_AUTHORIZATION), problems),
     )
     autoscale = _autoscale(annotations.get(AUTOSCALE), route.max_concurrent, problems)
     deployment = annotations.get(DEPLOYMENT, meta["name"])
@@ -220,6 +232,36 @@ def _autoscale(raw: str | None, max_concurrent: int, problems: list[str]) -> Aut
         max_concurrent=max_concurrent,
         fixed_replicas=setting("fixed", min_replicas, replicas, replica_rule),
     )
+
+
+def _token_authorization(raw: str | None, problems: list[str]) -> TokenAuthorization:
+    """The token-authorization annotation; what it cannot hold is a problem (the service is refused, never
+    served with fewer rules). Value shapes, and auth being token, are `route_problems`' to check."""
+    if raw is None:
+        return TokenAuthorization()
+    try:
+        given = json.loads(raw)
+    except (ValueError, RecursionError):
+        problems.append(f"{TOKEN_AUTHORIZATION}={shown(raw)} is not JSON")
+        return TokenAuthorization()
+    if not isinstance(given, dict):
+        problems.append(f"{TOKEN_AUTHORIZATION}={shown(raw)} is not a JSON object")
+        return TokenAuthorization()
+    unknown = sorted(set(given) - TOKEN_AUTHORIZATION_KEYS.keys())
+    if unknown:
+        problems.append(f"{TOKEN_AUTHORIZATION}: unknown keys {shown(unknown)}; allowed: {', '.join(TOKEN_AUTHORIZATION_KEYS)}")
+    values: dict = {}
+    for key in ("requiredRoles", "allowedClientIds"):
+        listed = given.get(key, [])
+        if not isinstance(listed, list) or not all(isinstance(v, str) for v in listed):
+            problems.append(f"{TOKEN_AUTHORIZATION} {key}={shown(listed)} must be a list of strings")
+            listed = []
+        values[TOKEN_AUTHORIZATION_KEYS[key]] = tuple(listed)
+    audience = given.get("audience")
+    if audience is not None and not isinstance(audience, str):
+        problems.append(f"{TOKEN_AUTHORIZATION} audience={shown(audience)} must be a string")
+        audience = None
+    return TokenAuthorization(**values, audience=audience)
 
 
 def _keys(namespace: str, secret_name: str | None, secrets: dict[tuple[str, str], dict], problems: list[str]) -> tuple[str, ...]:

@@ -31,6 +31,12 @@ VARIABLES = {
     "jwt_issuer": "AKSINF_JWT_ISSUER",  # token auth: issuer, audience and JWKS, all three or none
     "jwt_audience": "AKSINF_JWT_AUDIENCE",
     "jwks_uri": "AKSINF_JWKS_URI",
+    # PEM bundle of the CAs the JWKS host's certificate must chain to; absent: the system bundle (spec.SYSTEM_CA_BUNDLE)
+    "jwks_ca_bundle": "AKSINF_JWKS_CA_BUNDLE",
+    # router replicas the Deployment starts with: each Envoy enforces 1/N of every service's limits
+    "router_replicas": "AKSINF_ROUTER_REPLICAS",
+    # Envoy's heap budget in bytes (a share of its container's memory limit): new requests get 503 near it
+    "envoy_heap_bytes": "AKSINF_ENVOY_HEAP_BYTES",
 }
 
 
@@ -47,6 +53,9 @@ class RouterEnvironment:
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
     jwks_uri: str | None = None
+    jwks_ca_bundle: str | None = None
+    router_replicas: int = 1
+    envoy_heap_bytes: int | None = None
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> RouterEnvironment:
@@ -58,7 +67,7 @@ class RouterEnvironment:
                 continue
             if field.name == "model_namespaces":
                 values[field.name] = tuple(n for n in raw.split(",") if n)
-            elif field.name.endswith("_port"):
+            elif field.name.endswith("_port") or field.name in ("router_replicas", "envoy_heap_bytes"):
                 values[field.name] = int(raw)
             else:
                 values[field.name] = raw
@@ -83,12 +92,15 @@ class RouterEnvironment:
         tls = TlsSettings(str(tls_dir / "tls.crt"), str(tls_dir / "tls.key")) if (tls_dir / "tls.crt").exists() else None
         jwt = None
         if self.jwt_issuer:
-            jwt = JwtSettings(self.jwt_issuer, (self.jwt_audience,), jwks_uri=self.jwks_uri)
+            bundle = {"jwks_ca_bundle": self.jwks_ca_bundle} if self.jwks_ca_bundle else {}
+            jwt = JwtSettings(self.jwt_issuer, (self.jwt_audience,), jwks_uri=self.jwks_uri, **bundle)
         return RouterSettings(
             config_dir=Path(self.config_dir),
             listen_host="0.0.0.0",  # in a pod: the Service routes to the pod IP
             listen_port=self.scoring_port(tls is not None),
             admin_port=self.admin_port,  # Envoy's admin API answers on 127.0.0.1 only (RouterSettings.admin_host)
+            router_replicas=self.router_replicas,
+            max_heap_bytes=self.envoy_heap_bytes,
             jwt=jwt,
             tls=tls,
         )

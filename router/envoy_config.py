@@ -2,11 +2,11 @@
 They are served to Envoy as files (file-based xDS) by `router/envoy_files.py`.
 
 Layout of the config directory (Envoy watches it; only a rename triggers a reload):
-  bootstrap.yaml      static: admin on 127.0.0.1 only, LDS + CDS from files below
-  lds.yaml            the listener: request-id guard -> body_size_limit -> jwt_authn -> api_key_auth -> router
-  rds.yaml            routes, one prefix per service: /api/v1/service/<name>/ (rewritten to /)
-  cds.yaml            one cluster per served service, model-<namespace>-<name>, with its ready replicas
-  sds-tls.yaml        the TLS certificate (rotates without restart)
+  bootstrap.json      static: admin on 127.0.0.1 only, LDS + CDS from files below
+  lds.json            the listener: request-id guard -> body_size_limit -> jwt_authn -> rbac -> api_key_auth -> buffer -> router
+  rds.json            routes, one prefix per service: /api/v1/service/<name>/ (rewritten to /)
+  cds.json            one cluster per served service, model-<namespace>-<name>, with its ready replicas
+  sds-tls.json        the TLS certificate (rotates without restart)
 
 Every dynamic file carries a `version_info` that hashes its resources; Envoy reports the version it
 serves per file (`SUBSCRIPTION_STATS`), so the control plane can tell a file Envoy rejected.
@@ -16,8 +16,15 @@ inotify instance, and with the usual limit of 128 per user Envoy stops loading c
 beyond ~120 services (measured; bench/router.py). A CDS update replaces only the
 clusters whose replicas changed; in-flight requests finish on the old cluster object.
 
+Limits hold per service with several router replicas: each Envoy enforces its share of a service's
+concurrency cap and queue (`RouterSettings.router_replicas`, ServiceRoute.concurrency_share). A request's
+body is buffered whole before a replica is chosen, so a slow client holds no replica slot; a dead
+replica is ejected by outlier detection after its first failed connections.
+
 Routes pass `refuse_unsafe` (router/spec.py) first: a refused service renders as a JSON error and no
-cluster, and a route forwards requests only for the three known auth values.
+cluster, and a route forwards requests only for the three known auth values. A token route also carries its
+service's `TokenAuthorization`: its own audience as a jwt_authn requirement, roles and clients as an RBAC
+policy on the verified token; the JWKS is fetched only from a host whose certificate validates.
 """
 
 from __future__ import annotations
@@ -26,11 +33,15 @@ import hashlib
 import json
 from collections.abc import Iterable
 from pathlib import Path
+from urllib.parse import urlparse
 
 from router.spec import (
     HEALTH_PATH,
+    JwtSettings,
     RouterSettings,
     ServiceRoute,
+    TokenAuthorization,
+    is_ip_address,
     is_service_name,
     refuse_unsafe,
 )
@@ -42,18 +53,30 @@ TLS_SECRET = "router-tls"
 JWT_PROVIDER = "entra"
 API_KEY_FILTER = "envoy.filters.http.api_key_auth"
 JWT_FILTER = "envoy.filters.http.jwt_authn"
+RBAC_FILTER = "envoy.filters.http.rbac"
+# jwt_authn writes a verified token's claims to the request's dynamic metadata, namespace JWT_FILTER,
+# under this key; the RBAC filter reads roles and azp/appid from there
+# (https://www.envoyproxy.io/docs/envoy/latest/api-v3/extensions/filters/http/jwt_authn/v3/config.proto).
+JWT_PAYLOAD = "jwt_payload"
+ROLES_CLAIM = "roles"  # Entra app roles, a list (https://learn.microsoft.com/entra/identity-platform/access-token-claims-reference)
+CLIENT_ID_CLAIMS = ("azp", "appid")  # the calling application: azp in v2.0 tokens, appid in v1.0 tokens
+JWT_WRONG_AUDIENCE = "jwt_authn_access_denied{Audiences_in_Jwt_are_not_allowed}"  # jwt_authn's code details
 STREAM_IDLE_TIMEOUT_MS = 300_000  # a stalled upload or download is dropped after 5 minutes without a byte
+OUTLIER_LOCAL_FAILURES = 2  # connection failures in a row that eject a replica (`_outlier_detection`)
+OUTLIER_EJECTION_SECONDS = 5  # the first ejection's length; Envoy multiplies it for a replica ejected again
+HEAP_REFUSE_FRACTION = 0.95  # of RouterSettings.max_heap_bytes: new requests get 503 above it
 CLIENT_HEADER = "x-aksinf-client"  # which key (primary/secondary) authenticated; the key itself is hidden
 TOKEN_AUTH_MISSING = "Token authentication is not configured on this router (no issuer/audience): no token can be accepted"
 INVALID_AUTH = "This service's auth setting is invalid, so the router refuses every request"
-SERVICE_REFUSED = "This service's settings are invalid, so the router does not serve it"
+# A refused service's answer: its settings are invalid, or (local mode) its server failed to start; the reasons follow.
+SERVICE_REFUSED = "The router does not serve this service"
 # The stats prefix of the subscription that loads each dynamic file: `<prefix>.version_text` is the
 # version_info Envoy serves, `<prefix>.update_rejected` counts the updates it refused.
 SUBSCRIPTION_STATS = {
-    "lds.yaml": "listener_manager.lds",
-    "cds.yaml": "cluster_manager.cds",
-    "rds.yaml": f"http.{STAT_PREFIX}.rds.{ROUTE_CONFIG}",
-    "sds-tls.yaml": f"sds.{TLS_SECRET}",
+    "lds.json": "listener_manager.lds",
+    "cds.json": "cluster_manager.cds",
+    "rds.json": f"http.{STAT_PREFIX}.rds.{ROUTE_CONFIG}",
+    "sds-tls.json": f"sds.{TLS_SECRET}",
 }
 # A client's x-request-id is kept only when it is a UUID (v1 clients correlate with theirs); anything
 # else (too long, not a UUID, odd characters) is replaced by a fresh UUID before any filter or log
@@ -104,26 +127,42 @@ def dynamic_file(resources: list[dict]) -> dict:
 # --------------------------------------------------------------------------- bootstrap
 
 
+def _overload_manager(settings: RouterSettings) -> dict:
+    """Caps on what Envoy holds: downstream connections, and with a heap budget, new requests refused
+    (503) above HEAP_REFUSE_FRACTION of it. Bodies are buffered whole before a replica is chosen, so
+    concurrent uploads hold up to max_request_bytes each; refusing new ones near the budget keeps the
+    container below its memory limit, where an OOM kill would drop every request on this replica
+    (https://www.envoyproxy.io/docs/envoy/latest/configuration/operations/overload_manager/overload_manager)."""
+    monitors = [
+        {
+            "name": "envoy.resource_monitors.global_downstream_max_connections",
+            "typed_config": {
+                "@type": T + "envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig",
+                "max_active_downstream_connections": 50000,
+            },
+        }
+    ]
+    manager: dict = {"refresh_interval": "0.25s", "resource_monitors": monitors}
+    if settings.max_heap_bytes:
+        heap = "envoy.resource_monitors.fixed_heap"
+        monitors.append(
+            {"name": heap, "typed_config": {"@type": T + "envoy.extensions.resource_monitors.fixed_heap.v3.FixedHeapConfig", "max_heap_size_bytes": settings.max_heap_bytes}}
+        )
+        manager["actions"] = [
+            {"name": "envoy.overload_actions.stop_accepting_requests", "triggers": [{"name": heap, "threshold": {"value": HEAP_REFUSE_FRACTION}}]}
+        ]
+    return manager
+
+
 def render_bootstrap(settings: RouterSettings) -> dict:
     return {
         "node": {"id": settings.node_id, "cluster": "aks-inference"},
         "admin": {"address": {"socket_address": {"address": settings.admin_host, "port_value": settings.admin_port}}},
         "dynamic_resources": {
-            "lds_config": _path_source(settings.config_dir, "lds.yaml"),
-            "cds_config": _path_source(settings.config_dir, "cds.yaml"),
+            "lds_config": _path_source(settings.config_dir, "lds.json"),
+            "cds_config": _path_source(settings.config_dir, "cds.json"),
         },
-        "overload_manager": {
-            "refresh_interval": "0.25s",
-            "resource_monitors": [
-                {
-                    "name": "envoy.resource_monitors.global_downstream_max_connections",
-                    "typed_config": {
-                        "@type": T + "envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig",
-                        "max_active_downstream_connections": 50000,
-                    },
-                }
-            ],
-        },
+        "overload_manager": _overload_manager(settings),
     }
 
 
@@ -140,15 +179,31 @@ def _local_reply_mappers(settings: RouterSettings) -> list[dict]:
     return [
         # The health answer stays plain text (probes and load balancers read "Healthy").
         {"filter": status_is(200), "body_format_override": {"text_format": "%LOCAL_REPLY_BODY%"}},
+        # jwt_authn answers 403 for a token issued for another audience; such a token is not valid here,
+        # which is 401 (RFC 6750, section 3.1: invalid_token), as for any other token jwt_authn refuses.
+        {"filter": _details_are(JWT_WRONG_AUDIENCE), "status_code": 401},
         mapper("UO", 503, "Too many requests for this service (overloaded): its queue is full, retry later"),
+        mapper("OM", 503, "The router is overloaded (memory held by requests in progress): retry later"),
         mapper("UH", 503, "No ready replicas for this service"),
         mapper("UF", 503, "Replica unreachable (connection failure)"),
         # azureml-fe's answer when the model process dies or drops the connection mid-request.
         mapper("UC", 502, "Replica closed connection before replying"),
         mapper("UT", 504, "Scoring timeout: the model did not answer within scoringTimeoutMs"),
         mapper("NR", 404, "Unknown service"),
+        {"filter": status_is(408), "body": {"inline_string": f"Request timeout: the whole request must arrive within {settings.request_timeout_ms} ms"}},
         {"filter": status_is(413), "body": {"inline_string": f"Payload too large: the limit is {settings.max_request_bytes} bytes"}},
     ]
+
+
+def _details_are(details: str) -> dict:
+    """An access-log filter: the response's code details (%RESPONSE_CODE_DETAILS%) are exactly `details`
+    (https://www.envoyproxy.io/docs/envoy/latest/api-v3/extensions/access_loggers/filters/cel/v3/cel.proto)."""
+    return {
+        "extension_filter": {
+            "name": "envoy.access_loggers.extension_filters.cel",
+            "typed_config": {"@type": T + "envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter", "expression": f"response.code_details == {json.dumps(details)}"},
+        }
+    }
 
 
 def _request_id_guard() -> dict:
@@ -195,7 +250,54 @@ def _request_id_guard() -> dict:
     }
 
 
-def _http_filters(settings: RouterSettings) -> list[dict]:
+def _jwt_filters(jwt: JwtSettings, audiences: Iterable[str]) -> list[dict]:
+    """jwt_authn, then RBAC. One provider (the router's issuer and audience); each token route names a
+    requirement: the provider as is, or with a service's own audience instead (`_requirement`). The
+    verified payload goes to dynamic metadata, where a token route's RBAC rules (`_token_auth`) check
+    roles and client; the filter-level RBAC has no rules, so it enforces nothing elsewhere."""
+    provider: dict = {
+        "issuer": jwt.issuer,
+        "audiences": list(jwt.audiences),
+        "forward": False,  # the model never sees the token
+        "from_headers": [{"name": "Authorization", "value_prefix": "Bearer "}],
+        "require_expiration": True,
+        "payload_in_metadata": JWT_PAYLOAD,
+    }
+    if jwt.local_jwks_path:
+        provider["local_jwks"] = {"filename": jwt.local_jwks_path}
+    else:
+        provider["remote_jwks"] = {
+            "http_uri": {"uri": jwt.jwks_uri, "cluster": "jwks", "timeout": "5s"},
+            "cache_duration": "600s",
+            "async_fetch": {"fast_listener": True},
+            "retry_policy": {"num_retries": 3},
+        }
+    requirements = {JWT_PROVIDER: {"provider_name": JWT_PROVIDER}}
+    for audience in sorted(set(audiences)):
+        # provider_and_audiences replaces the provider's audiences for this requirement
+        # (https://www.envoyproxy.io/docs/envoy/latest/api-v3/extensions/filters/http/jwt_authn/v3/config.proto).
+        requirements[_requirement(audience)] = {"provider_and_audiences": {"provider_name": JWT_PROVIDER, "audiences": [audience]}}
+    return [
+        {
+            "name": JWT_FILTER,
+            "typed_config": {
+                "@type": T + "envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication",
+                "providers": {JWT_PROVIDER: provider},
+                "requirement_map": requirements,
+            },
+        },
+        # No rules here: "If absent, no enforcing RBAC policy will be applied"; token routes bring their own
+        # (https://www.envoyproxy.io/docs/envoy/latest/api-v3/extensions/filters/http/rbac/v3/rbac.proto).
+        {"name": RBAC_FILTER, "typed_config": {"@type": T + "envoy.extensions.filters.http.rbac.v3.RBAC"}},
+    ]
+
+
+def _requirement(audience: str | None) -> str:
+    """The jwt_authn requirement a token route names: the router's audience, or the service's own."""
+    return JWT_PROVIDER if audience is None else f"{JWT_PROVIDER}-audience:{audience}"
+
+
+def _http_filters(settings: RouterSettings, audiences: Iterable[str] = ()) -> list[dict]:
     filters = [
         _request_id_guard(),
         {
@@ -204,36 +306,10 @@ def _http_filters(settings: RouterSettings) -> list[dict]:
                 "@type": T + "envoy.extensions.filters.http.body_size_limit.v3.BodySizeLimit",
                 "max_request_bytes": settings.max_request_bytes,
             },
-        }
+        },
     ]
     if settings.jwt:
-        jwt = settings.jwt
-        provider: dict = {
-            "issuer": jwt.issuer,
-            "audiences": list(jwt.audiences),
-            "forward": False,  # the model never sees the token
-            "from_headers": [{"name": "Authorization", "value_prefix": "Bearer "}],
-            "require_expiration": True,
-        }
-        if jwt.local_jwks_path:
-            provider["local_jwks"] = {"filename": jwt.local_jwks_path}
-        else:
-            provider["remote_jwks"] = {
-                "http_uri": {"uri": jwt.jwks_uri, "cluster": "jwks", "timeout": "5s"},
-                "cache_duration": "600s",
-                "async_fetch": {"fast_listener": True},
-                "retry_policy": {"num_retries": 3},
-            }
-        filters.append(
-            {
-                "name": JWT_FILTER,
-                "typed_config": {
-                    "@type": T + "envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication",
-                    "providers": {JWT_PROVIDER: provider},
-                    "requirement_map": {JWT_PROVIDER: {"provider_name": JWT_PROVIDER}},
-                },
-            }
-        )
+        filters += _jwt_filters(settings.jwt, audiences)
     filters += [
         {
             "name": API_KEY_FILTER,
@@ -243,12 +319,24 @@ def _http_filters(settings: RouterSettings) -> list[dict]:
                 "key_sources": [{"header": "Authorization"}],
             },
         },
+        # Last before the router, after authentication (an unauthenticated request is refused on its
+        # headers, before any body is held). The whole body arrives before the router picks a
+        # replica, so a client trickling its upload holds Envoy memory (at most max_request_bytes
+        # per request) instead of a replica slot
+        # (https://www.envoyproxy.io/docs/envoy/latest/configuration/http/http_filters/buffer_filter).
+        {
+            "name": "envoy.filters.http.buffer",
+            "typed_config": {
+                "@type": T + "envoy.extensions.filters.http.buffer.v3.Buffer",
+                "max_request_bytes": settings.max_request_bytes,
+            },
+        },
         {"name": "envoy.filters.http.router", "typed_config": {"@type": T + "envoy.extensions.filters.http.router.v3.Router"}},
     ]
     return filters
 
 
-def _listener(settings: RouterSettings) -> dict:
+def _listener(settings: RouterSettings, audiences: Iterable[str] = ()) -> dict:
     hcm = {
         "@type": T + "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
         "stat_prefix": STAT_PREFIX,
@@ -258,8 +346,8 @@ def _listener(settings: RouterSettings) -> dict:
         # UUID reaches the logs and the model byte for byte.
         "request_id_extension": {"typed_config": {"@type": T + "envoy.extensions.request_id.uuid.v3.UuidRequestIdConfig", "pack_trace_reason": False}},
         "always_set_request_id_in_response": True,
-        "rds": {"route_config_name": ROUTE_CONFIG, "config_source": _path_source(settings.config_dir, "rds.yaml")},
-        "http_filters": _http_filters(settings),
+        "rds": {"route_config_name": ROUTE_CONFIG, "config_source": _path_source(settings.config_dir, "rds.json")},
+        "http_filters": _http_filters(settings, audiences),
         "access_log": [
             {
                 "name": "envoy.access_loggers.file",
@@ -277,6 +365,9 @@ def _listener(settings: RouterSettings) -> dict:
         "common_http_protocol_options": {"idle_timeout": "300s"},
         "stream_idle_timeout": _milliseconds(STREAM_IDLE_TIMEOUT_MS),
         "request_headers_timeout": "10s",
+        # The whole request (headers and buffered body) must arrive within this, else 408
+        # (https://www.envoyproxy.io/docs/envoy/latest/api-v3/extensions/filters/network/http_connection_manager/v3/http_connection_manager.proto).
+        "request_timeout": _milliseconds(settings.request_timeout_ms),
     }
     listener = {
         "@type": T + "envoy.config.listener.v3.Listener",
@@ -294,7 +385,7 @@ def _listener(settings: RouterSettings) -> dict:
                     "tls_params": {"tls_minimum_protocol_version": "TLSv1_2"},
                     "alpn_protocols": ["h2", "http/1.1"],
                     "tls_certificate_sds_secret_configs": [
-                        {"name": TLS_SECRET, "sds_config": _path_source(settings.config_dir, "sds-tls.yaml")}
+                        {"name": TLS_SECRET, "sds_config": _path_source(settings.config_dir, "sds-tls.json")}
                     ],
                 },
             },
@@ -342,11 +433,39 @@ def _key_auth(route: ServiceRoute, settings: RouterSettings) -> dict:
     return config
 
 
-def _token_auth() -> dict:
-    return {
+def _token_auth(rules: TokenAuthorization) -> dict:
+    """A token route: its jwt_authn requirement (a wrong audience is refused there, 401), and with roles or
+    clients to check, an RBAC policy on the verified payload (a token without them gets 403)."""
+    config = {
         API_KEY_FILTER: _disabled(),
-        JWT_FILTER: {"@type": T + "envoy.extensions.filters.http.jwt_authn.v3.PerRouteConfig", "requirement_name": JWT_PROVIDER},
+        JWT_FILTER: {"@type": T + "envoy.extensions.filters.http.jwt_authn.v3.PerRouteConfig", "requirement_name": _requirement(rules.audience)},
     }
+    principals = [_claim({"list_match": {"one_of": {"string_match": {"exact": role}}}}, ROLES_CLAIM) for role in rules.required_roles]
+    if rules.allowed_client_ids:
+        # Client ids are GUIDs, which Entra writes in lower case; matched in any case.
+        clients = [_claim({"string_match": {"exact": client, "ignore_case": True}}, claim) for claim in CLIENT_ID_CLAIMS for client in rules.allowed_client_ids]
+        principals.append({"or_ids": {"ids": clients}})
+    if principals:
+        config[RBAC_FILTER] = {
+            "@type": T + "envoy.extensions.filters.http.rbac.v3.RBACPerRoute",
+            "rbac": {
+                "rules": {
+                    "action": "ALLOW",
+                    "policies": {"token-authorization": {"permissions": [{"any": True}], "principals": [{"and_ids": {"ids": principals}}]}},
+                }
+            },
+        }
+    return config
+
+
+def _claim(value: dict, claim: str) -> dict:
+    """An RBAC principal: the verified token's `claim` matches `value` (a ValueMatcher)."""
+    return {"metadata": {"filter": JWT_FILTER, "path": [{"key": JWT_PAYLOAD}, {"key": claim}], "value": value}}
+
+
+def _service_audiences(routes: list[ServiceRoute]) -> list[str]:
+    """The own audiences of served token services: each needs a jwt_authn requirement in the listener."""
+    return sorted({r.token_authorization.audience for r in routes if r.auth == "token" and not r.problems and r.token_authorization.audience})
 
 
 def _open_route(settings: RouterSettings) -> dict:
@@ -407,7 +526,7 @@ def _service_route(route: ServiceRoute, settings: RouterSettings) -> dict:
         case "key":
             return _forward(route, _key_auth(route, settings))
         case "token" if settings.jwt:
-            return _forward(route, _token_auth())
+            return _forward(route, _token_auth(route.token_authorization))
         case "token":  # fail closed: no token can be validated here
             return _answer(route.name, prefix, 401, TOKEN_AUTH_MISSING, settings)
         case "none":
@@ -433,7 +552,37 @@ def _routes(routes: list[ServiceRoute], settings: RouterSettings) -> list[dict]:
 # --------------------------------------------------------------------------- clusters and endpoints
 
 
-def _cluster(route: ServiceRoute) -> dict:
+def _outlier_detection() -> dict:
+    """A replica Envoy cannot reach (its process died: connections refused or reset) is ejected after
+    OUTLIER_LOCAL_FAILURES such failures in a row, for OUTLIER_EJECTION_SECONDS at first, and its
+    requests retry on another replica (the route's retry policy), so least-request stops choosing a
+    dead replica that shows 0 active requests. Only locally originated failures count: a model's own
+    5xx answers (a bad input, an exception in run()) never eject it; Envoy counts a timeout as locally
+    originated too, so a replica that exceeds scoringTimeoutMs twice in a row sits out 5 s (its peers
+    take the traffic; alone, panic routing keeps it serving). An ejected replica comes back
+    after the ejection time (checked every second); if every replica is ejected, Envoy's panic
+    routing sends to all of them rather than to none
+    (https://www.envoyproxy.io/docs/envoy/latest/intro/arch_overview/upstream/outlier).
+    No active health checks: a model serving maxConcurrentRequestsPerContainer requests has no free
+    worker to answer them (the inference server runs that many workers), so a busy replica would be
+    taken for a dead one; the kubelet's readiness probe, with v1's thresholds, removes a hung replica
+    from the EndpointSlice instead."""
+    return {
+        "split_external_local_origin_errors": True,
+        "consecutive_local_origin_failure": OUTLIER_LOCAL_FAILURES,
+        "enforcing_consecutive_local_origin_failure": 100,
+        "enforcing_local_origin_success_rate": 0,
+        "enforcing_consecutive_5xx": 0,
+        "enforcing_consecutive_gateway_failure": 0,
+        "enforcing_success_rate": 0,
+        "interval": "1s",
+        "base_ejection_time": f"{OUTLIER_EJECTION_SECONDS}s",
+        "max_ejection_time": "30s",
+        "max_ejection_percent": 100,
+    }
+
+
+def _cluster(route: ServiceRoute, settings: RouterSettings) -> dict:
     return {
         "@type": T + "envoy.config.cluster.v3.Cluster",
         "name": route.cluster_name,
@@ -461,14 +610,16 @@ def _cluster(route: ServiceRoute) -> dict:
                     "priority": "DEFAULT",
                     "max_connections": 100000,
                     "max_requests": 100000,
-                    "max_pending_requests": route.queue_capacity(),
+                    "max_pending_requests": route.queue_capacity(settings.router_replicas),
                     "max_retries": 10,
                     "track_remaining": True,
                 }
             ],
-            # HTTP/1.1 upstream: one connection carries one request, so this is the per-replica concurrency cap.
-            "per_host_thresholds": [{"max_connections": route.max_concurrent}],
+            # HTTP/1.1 upstream: one connection carries one request, so this is the per-replica
+            # concurrency cap: this router's share of maxConcurrentRequestsPerContainer.
+            "per_host_thresholds": [{"max_connections": route.concurrency_share(settings.router_replicas)}],
         },
+        "outlier_detection": _outlier_detection(),
         "typed_extension_protocol_options": {
             "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
                 "@type": T + "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
@@ -480,10 +631,12 @@ def _cluster(route: ServiceRoute) -> dict:
 
 
 def _jwks_cluster(settings: RouterSettings) -> dict | None:
+    """The remote JWKS host. Over https its certificate must chain to `jwks_ca_bundle` and name the
+    host: a DNS SAN for a name, an IP SAN for an address (Envoy checks the SAN only when told to:
+    https://www.envoyproxy.io/docs/envoy/latest/api-v3/extensions/transport_sockets/tls/v3/common.proto).
+    SNI carries the name; an address is never sent as SNI (RFC 6066, section 3)."""
     if not settings.jwt or settings.jwt.local_jwks_path or not settings.jwt.jwks_uri:
         return None
-    from urllib.parse import urlparse
-
     uri = urlparse(settings.jwt.jwks_uri)
     port = uri.port or (443 if uri.scheme == "https" else 80)
     cluster = {
@@ -498,10 +651,19 @@ def _jwks_cluster(settings: RouterSettings) -> dict | None:
         },
     }
     if uri.scheme == "https":
-        cluster["transport_socket"] = {
-            "name": "envoy.transport_sockets.tls",
-            "typed_config": {"@type": T + "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext", "sni": uri.hostname},
+        address = is_ip_address(uri.hostname or "")
+        tls: dict = {
+            "@type": T + "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+            "common_tls_context": {
+                "validation_context": {
+                    "trusted_ca": {"filename": settings.jwt.jwks_ca_bundle},
+                    "match_typed_subject_alt_names": [{"san_type": "IP_ADDRESS" if address else "DNS", "matcher": {"exact": uri.hostname}}],
+                }
+            },
         }
+        if not address:
+            tls["sni"] = uri.hostname
+        cluster["transport_socket"] = {"name": "envoy.transport_sockets.tls", "typed_config": tls}
     return cluster
 
 
@@ -521,7 +683,7 @@ def _endpoints(route: ServiceRoute) -> dict:
 
 def _clusters(routes: list[ServiceRoute], settings: RouterSettings) -> list[dict]:
     """One cluster per served service (a refused one has none), plus `jwks` for a remote JWKS."""
-    clusters = [_cluster(r) for r in sorted(routes, key=lambda r: r.cluster_name) if not r.problems]
+    clusters = [_cluster(r, settings) for r in sorted(routes, key=lambda r: r.cluster_name) if not r.problems]
     jwks = _jwks_cluster(settings)
     return clusters + ([jwks] if jwks else [])
 
@@ -530,8 +692,8 @@ def render_dynamic(routes: Iterable[ServiceRoute], settings: RouterSettings) -> 
     """Every dynamic file: name -> document (deterministic for the same inputs). Routes pass
     `refuse_unsafe` first, so no service's values can make Envoy reject a shared file."""
     checked = refuse_unsafe(routes)
-    files = {"cds.yaml": dynamic_file(_clusters(checked, settings)), "rds.yaml": dynamic_file(_routes(checked, settings))}
-    files["lds.yaml"] = dynamic_file([_listener(settings)])
+    files = {"cds.json": dynamic_file(_clusters(checked, settings)), "rds.json": dynamic_file(_routes(checked, settings))}
+    files["lds.json"] = dynamic_file([_listener(settings, _service_audiences(checked))])
     if settings.tls:
-        files["sds-tls.yaml"] = dynamic_file(_sds(settings))
+        files["sds-tls.json"] = dynamic_file(_sds(settings))
     return files

@@ -1,9 +1,9 @@
 """One translation: a v1 service (`contract.service.ModelService`) → what the router and the pod need.
 
-Local mode and the cluster deployer both call these, so a service routes, queues, scales and times
-out the same way on a laptop and on AKS: the router's route (`route_for`), the autoscaler's
-settings (`autoscale_settings`), the discovery annotations a model Service carries
-(`discovery_annotations`), the gunicorn hard timeout (`worker_timeout_seconds`), the name of
+Local mode and the cluster deployer both call these, so a service routes, authorizes, queues, scales
+and times out the same way on a laptop and on AKS: the router's route (`route_for`, with a token
+service's `token_authorization`), the autoscaler's settings (`autoscale_settings`), the discovery
+annotations a model Service carries (`discovery_annotations`), the gunicorn hard timeout (`worker_timeout_seconds`), the name of
 its Kubernetes objects (`workload_name`), and where its models are and what `AZUREML_MODEL_DIR` says
 (`models_subdir`, `model_dir_for`, `model_environment`): the image and the local launcher lay models
 out by the same rule.
@@ -19,9 +19,10 @@ from typing import TypeVar
 from aksinf_runtime import environment as runtime_env
 from aksinf_runtime import registered_models
 from contract.service import ModelService, RegisteredModel
+from contract.v1_files import DeploymentConfig
 from router.autoscaler import AutoscaleSettings
 from router.discovery import annotations_for
-from router.spec import ServiceRoute
+from router.spec import ServiceRoute, TokenAuthorization
 
 # Azure ML turns autoscaling off on DevTest clusters (every replica count is fixed there).
 FIXED_SCALE_PURPOSE = "DevTest"
@@ -95,6 +96,14 @@ def initial_replicas(autoscale: AutoscaleSettings) -> int:
     return autoscale.min_replicas if autoscale.enabled else autoscale.fixed_replicas
 
 
+def token_authorization(deployment: DeploymentConfig) -> TokenAuthorization:
+    """`tokenAuthorization` as the router enforces it (empty when the deployment has none)."""
+    rules = deployment.token_authorization
+    if rules is None:
+        return TokenAuthorization()
+    return TokenAuthorization(tuple(rules.required_roles), tuple(rules.allowed_client_ids), rules.audience)
+
+
 def route_for(service: ModelService, keys: tuple[str, ...] = ()) -> ServiceRoute:
     """The router's view of a service (endpoints are filled in by discovery or the local actuator)."""
     deployment = service.deployment
@@ -106,6 +115,7 @@ def route_for(service: ModelService, keys: tuple[str, ...] = ()) -> ServiceRoute
         scoring_timeout_ms=deployment.scoring_timeout_ms,
         max_concurrent=deployment.max_concurrent,
         max_queue_wait_ms=deployment.max_queue_wait_ms,
+        token_authorization=token_authorization(deployment),
     )
 
 

@@ -44,6 +44,7 @@ DEFAULTS = [
     ("keys.secondaryKey", None),
     ("authEnabled", None),
     ("tokenAuthEnabled", False),
+    ("tokenAuthorization", None),  # aks-inference extension
     ("appInsightsEnabled", False),
     ("scoringTimeoutMs", 60000),
     ("maxConcurrentRequestsPerContainer", 1),
@@ -345,3 +346,54 @@ def test_null_override_removes_the_file_value():
     config, issues = parse_deployment(file_document, key="", overrides={"numReplicas": None, "autoScaler": {"autoscaleEnabled": True, "maxReplicas": 6}})
     assert issues == []
     assert config.num_replicas is None and config.autoscale_on and config.max_replicas == 6
+
+
+# --------------------------------------------------------------------------- tokenAuthorization (extension)
+
+CLIENT = "0000000A-0000-0000-0000-000000000001"
+
+
+def test_token_authorization_is_read_for_a_token_service_from_the_file_or_the_overrides():
+    rules = {"requiredRoles": ["Model.Score", "Scorers/Read"], "allowedClientIds": [CLIENT], "audience": "api://fraud-model"}
+    config, issues = parse_deployment({"computeType": "AKS"}, key="", overrides={"tokenAuthEnabled": True, "tokenAuthorization": rules})
+    assert issues == []
+    assert config.token_authorization.required_roles == ["Model.Score", "Scorers/Read"]
+    assert config.token_authorization.allowed_client_ids == [CLIENT.lower()]  # Entra writes GUIDs in lower case
+    assert config.token_authorization.audience == "api://fraud-model"
+    assert parse(tokenAuthEnabled=True, tokenAuthorization={})[0].token_authorization.required_roles == []
+
+
+@pytest.mark.parametrize("fields", [{}, {"authEnabled": True}, {"authEnabled": False}])
+def test_token_authorization_needs_token_auth(fields):
+    found = problems({"computeType": "AKS", **fields, "tokenAuthorization": {"requiredRoles": ["Model.Score"]}})
+    mode = "none" if fields.get("authEnabled") is False else "key"
+    assert found == {"tokenAuthorization": f"applies to token auth only, but auth is {mode}; allowed: set tokenAuthEnabled to true, or remove tokenAuthorization"}
+
+
+ROLE_RULE = "must be an Entra app role value"
+CLIENT_RULE = "must be an application (client) id, a GUID"
+AUDIENCE_RULE = "must be the token audience (aud) this service accepts, 1-256 characters without spaces or control characters"
+
+
+@pytest.mark.parametrize(
+    ("rules", "key", "fragment"),
+    [
+        ({"requiredRoles": ["Model Score"]}, "tokenAuthorization.requiredRoles[0]", ROLE_RULE),
+        ({"requiredRoles": [".hidden"]}, "tokenAuthorization.requiredRoles[0]", ROLE_RULE),
+        ({"requiredRoles": ["ok", 'quo"te']}, "tokenAuthorization.requiredRoles[1]", ROLE_RULE),
+        ({"requiredRoles": ["r" * 121]}, "tokenAuthorization.requiredRoles[0]", ROLE_RULE),
+        ({"requiredRoles": ["Rôle"]}, "tokenAuthorization.requiredRoles[0]", ROLE_RULE),
+        ({"requiredRoles": "Model.Score"}, "tokenAuthorization.requiredRoles", "valid list"),
+        ({"requiredRoles": ["r"] * 33}, "tokenAuthorization.requiredRoles", "at most 32"),
+        ({"allowedClientIds": ["my-app"]}, "tokenAuthorization.allowedClientIds[0]", CLIENT_RULE),
+        ({"allowedClientIds": ["{00000000-0000-0000-0000-000000000001}"]}, "tokenAuthorization.allowedClientIds[0]", CLIENT_RULE),
+        ({"audience": ""}, "tokenAuthorization.audience", AUDIENCE_RULE),
+        ({"audience": "api://a b"}, "tokenAuthorization.audience", AUDIENCE_RULE),
+        ({"audience": "api://a\u0000"}, "tokenAuthorization.audience", AUDIENCE_RULE),
+        ({"audience": "a" * 257}, "tokenAuthorization.audience", AUDIENCE_RULE),
+        ({"roles": ["Model.Score"]}, "tokenAuthorization.roles", "unknown key"),
+    ],
+)
+def test_token_authorization_values_are_checked(rules, key, fragment):
+    found = problems({"computeType": "AKS", "tokenAuthEnabled": True, "tokenAuthorization": rules})
+    assert list(found) == [key] and fragment in found[key]

@@ -457,7 +457,7 @@ def test_services_envoy_would_reject_are_refused_and_the_others_keep_serving(env
     for name, problem in expected.items():
         refused = score(router, name, PRIMARY)
         assert refused.status_code == 503 and problem in refused.json()["error"], (name, refused.text)
-        assert refused.json()["error"].startswith("This service's settings are invalid, so the router does not serve it: ")
+        assert refused.json()["error"].startswith("The router does not serve this service: ")
     assert len(model.requests) == 1  # no refused service reached the model
     rejected = router.envoy.stats(r"update_rejected$")
     assert rejected and not any(rejected.values()), rejected

@@ -16,6 +16,7 @@ from router.discovery import (
     SCORING_TIMEOUT_MS,
     SERVICE_NAME,
     SERVICE_NAME_LABEL,
+    TOKEN_AUTHORIZATION,
     annotations_for,
     discover,
     named_secrets,
@@ -23,7 +24,7 @@ from router.discovery import (
 from router.discovery import (
     AUTOSCALE as AUTOSCALE_ANNOTATION,
 )
-from router.spec import Endpoint, ServiceRoute
+from router.spec import Endpoint, ServiceRoute, TokenAuthorization
 
 AUTOSCALE = AutoscaleSettings(
     min_replicas=2, max_replicas=5, target_utilization=0.6, refresh_seconds=1, scale_down_window_seconds=120,
@@ -132,3 +133,57 @@ def test_only_the_secrets_model_services_name_are_read():
     bad_name = _service("odd")
     bad_name["metadata"]["annotations"][KEYS_SECRET] = "../../secrets"
     assert named_secrets([_service(), _service("iris", "vision"), unlabelled, bad_name]) == [("models", "diabetes-keys"), ("vision", "iris-keys")]
+
+
+def _token_service(rules: TokenAuthorization) -> dict:
+    return {
+        "metadata": {
+            "name": "scorer-svc",
+            "namespace": "models",
+            "labels": {MODEL_SERVICE_LABEL: "true"},
+            "annotations": annotations_for(ServiceRoute("scorer", auth="token", token_authorization=rules), deployment="scorer", autoscale=AUTOSCALE, keys_secret=None),
+        }
+    }
+
+
+def test_token_rules_round_trip_through_the_annotation():
+    rules = TokenAuthorization(("Model.Score", "Model.Read"), ("00000000-0000-0000-0000-000000000001",), "api://own")
+    service = _token_service(rules)
+    assert service["metadata"]["annotations"][TOKEN_AUTHORIZATION] == (
+        '{"allowedClientIds": ["00000000-0000-0000-0000-000000000001"], "audience": "api://own", "requiredRoles": ["Model.Score", "Model.Read"]}'
+    )
+    [found] = discover([service], [], [])
+    assert found.route.token_authorization == rules and found.route.problems == ()
+    # none: no annotation at all, and a Service without one has no rules
+    plain = _token_service(TokenAuthorization())
+    assert TOKEN_AUTHORIZATION not in plain["metadata"]["annotations"]
+    assert discover([plain], [], [])[0].route.token_authorization == TokenAuthorization()
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("{", "aks-inference/token-authorization='{' is not JSON"),
+        ('["Model.Score"]', """aks-inference/token-authorization='["Model.Score"]' is not a JSON object"""),
+        ('{"requiredRoles": "Model.Score"}', "aks-inference/token-authorization requiredRoles='Model.Score' must be a list of strings"),
+        ('{"allowedClientIds": [1]}', "aks-inference/token-authorization allowedClientIds=[1] must be a list of strings"),
+        ('{"audience": ["api://own"]}', "aks-inference/token-authorization audience=['api://own'] must be a string"),
+        ('{"roles": ["Model.Score"]}', "aks-inference/token-authorization: unknown keys ['roles']; allowed: requiredRoles, allowedClientIds, audience"),
+        ('{"requiredRoles": ["Model Score"]}', "aks-inference/token-authorization requiredRoles: 'Model Score' must be 1-256 printable characters without whitespace"),
+    ],
+)
+def test_a_malformed_token_authorization_refuses_that_service_alone(value, problem):
+    broken = _token_service(TokenAuthorization())
+    broken["metadata"]["annotations"][TOKEN_AUTHORIZATION] = value
+    found = {d.source: d for d in discover([_service(), broken], [], [])}  # never raises
+    assert found["models/diabetes-svc"].route.problems == ()
+    assert found["models/scorer-svc"].route.problems == (problem,)
+
+
+def test_token_rules_on_a_key_service_refuse_it():
+    service = _service()
+    service["metadata"]["annotations"][TOKEN_AUTHORIZATION] = '{"audience": "api://own"}'
+    [found] = discover([service], [], [])
+    assert found.route.problems == (
+        "aks-inference/token-authorization is set but auth='key': roles, clients and audience apply to token auth only",
+    )

@@ -5,29 +5,35 @@ from __future__ import annotations
 
 import pytest
 
-from router.envoy_config import API_KEY_FILTER, JWT_FILTER, render_dynamic
-from router.spec import Endpoint, JwtSettings, ServiceRoute
+from router.envoy_config import API_KEY_FILTER, JWT_FILTER, RBAC_FILTER, render_dynamic
+from router.spec import (
+    SYSTEM_CA_BUNDLE,
+    Endpoint,
+    JwtSettings,
+    ServiceRoute,
+    TokenAuthorization,
+)
 from tests.fixtures_router import PRIMARY, render_settings, sample_routes
 
 
 def test_routes_carry_the_service_timeout_and_safe_retries(tmp_path):
-    routes = render_dynamic(sample_routes(), render_settings(tmp_path))["rds.yaml"]["resources"][0]["virtual_hosts"][0]["routes"]
+    routes = render_dynamic(sample_routes(), render_settings(tmp_path))["rds.json"]["resources"][0]["virtual_hosts"][0]["routes"]
     by_name = {r["name"]: r for r in routes}
     assert by_name["open"]["route"]["timeout"] == "120.000s"  # never Envoy's 15 s default
     assert by_name["keyed"]["route"]["timeout"] == "60.000s"  # v1's default scoringTimeoutMs
     # A silent model is not cut by the 5-minute stream idle timeout before its own scoring timeout.
     long_running = render_dynamic([ServiceRoute("batch", scoring_timeout_ms=900_000)], render_settings(tmp_path))
-    assert long_running["rds.yaml"]["resources"][0]["virtual_hosts"][0]["routes"][1]["route"]["idle_timeout"] == "900.000s"
+    assert long_running["rds.json"]["resources"][0]["virtual_hosts"][0]["routes"][1]["route"]["idle_timeout"] == "900.000s"
     assert by_name["keyed"]["route"]["retry_policy"]["retry_on"] == "connect-failure,refused-stream,reset-before-request"
     assert [r["name"] for r in routes][0] == "health" and routes[-1]["name"] == "unknown-service"
 
 
 def _by_name(files: dict) -> dict[str, dict]:
-    return {r["name"]: r for r in files["rds.yaml"]["resources"][0]["virtual_hosts"][0]["routes"]}
+    return {r["name"]: r for r in files["rds.json"]["resources"][0]["virtual_hosts"][0]["routes"]}
 
 
 def _clusters(files: dict) -> list[str]:
-    return [c["name"] for c in files["cds.yaml"]["resources"]]
+    return [c["name"] for c in files["cds.json"]["resources"]]
 
 
 @pytest.mark.parametrize("auth", ["Key", "NONE", "", "none "])
@@ -57,7 +63,7 @@ def test_a_refused_service_renders_a_503_naming_its_problems_and_no_cluster(tmp_
     refusal = _by_name(files)["bad"]["direct_response"]
     assert refusal == {
         "status": 503,
-        "body": {"inline_string": "This service's settings are invalid, so the router does not serve it: max_concurrent=4294967296 must be a whole number from 1 to 2147483647"},
+        "body": {"inline_string": "The router does not serve this service: max_concurrent=4294967296 must be a whole number from 1 to 2147483647"},
     }
     assert "Not/A/Name" not in _by_name(files)  # a name that cannot be a URL segment gets no route at all
     assert _clusters(files) == ["model-models-keyed", "model-models-open", "model-models-tokened"]
@@ -67,12 +73,12 @@ def test_every_file_carries_the_version_of_its_resources(tmp_path):
     files = render_dynamic(sample_routes(), render_settings(tmp_path))
     other = render_dynamic(sample_routes()[:1], render_settings(tmp_path))
     assert all(len(doc["version_info"]) == 16 for doc in files.values())
-    assert files["cds.yaml"]["version_info"] != other["cds.yaml"]["version_info"]
-    assert files["lds.yaml"]["version_info"] == other["lds.yaml"]["version_info"]
+    assert files["cds.json"]["version_info"] != other["cds.json"]["version_info"]
+    assert files["lds.json"]["version_info"] == other["lds.json"]["version_info"]
 
 
 def test_the_request_id_guard_runs_first_and_keeps_only_uuids(tmp_path):
-    listener = render_dynamic(sample_routes(), render_settings(tmp_path))["lds.yaml"]["resources"][0]
+    listener = render_dynamic(sample_routes(), render_settings(tmp_path))["lds.json"]["resources"][0]
     hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
     guard = hcm["http_filters"][0]["typed_config"]
     assert guard["extension_config"]["name"] == "envoy.filters.http.header_mutation"
@@ -87,3 +93,104 @@ def test_envoy_admin_binds_loopback_in_the_cluster_too(tmp_path):
 
     settings = RouterEnvironment(config_dir=str(tmp_path), tls_dir=str(tmp_path)).router_settings()
     assert render_bootstrap(settings)["admin"]["address"]["socket_address"] == {"address": "127.0.0.1", "port_value": 9901}
+
+
+def _cluster_named(files: dict, name: str) -> dict:
+    return next(c for c in files["cds.json"]["resources"] if c["name"] == name)
+
+
+def test_each_router_replica_enforces_its_share_of_a_services_limits(tmp_path):
+    route = ServiceRoute("shared", auth="none", max_concurrent=6, latency_ms=10.0, endpoints=(Endpoint("127.0.0.1", 5001),))
+    alone = _cluster_named(render_dynamic([route], render_settings(tmp_path)), route.cluster_name)["circuit_breakers"]
+    of_three = _cluster_named(render_dynamic([route], render_settings(tmp_path, router_replicas=3)), route.cluster_name)["circuit_breakers"]
+    assert (alone["per_host_thresholds"][0]["max_connections"], alone["thresholds"][0]["max_pending_requests"]) == (6, 300)
+    assert (of_three["per_host_thresholds"][0]["max_connections"], of_three["thresholds"][0]["max_pending_requests"]) == (2, 100)
+
+
+def test_a_replica_envoy_cannot_reach_is_ejected_and_a_models_own_errors_never_eject_it(tmp_path):
+    detection = _cluster_named(render_dynamic(sample_routes(), render_settings(tmp_path)), "model-models-keyed")["outlier_detection"]
+    assert detection["split_external_local_origin_errors"] is True
+    assert (detection["consecutive_local_origin_failure"], detection["enforcing_consecutive_local_origin_failure"]) == (2, 100)
+    assert detection["enforcing_consecutive_5xx"] == detection["enforcing_consecutive_gateway_failure"] == detection["enforcing_success_rate"] == 0
+
+
+def test_the_body_is_buffered_after_authentication_and_must_arrive_in_time(tmp_path):
+    settings = render_settings(tmp_path, max_request_bytes=4096, request_timeout_ms=2500)
+    hcm = render_dynamic(sample_routes(), settings)["lds.json"]["resources"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    names = [f["name"] for f in hcm["http_filters"]]
+    assert names[-2:] == ["envoy.filters.http.buffer", "envoy.filters.http.router"]
+    assert names.index("envoy.filters.http.api_key_auth") < names.index("envoy.filters.http.buffer")
+    assert hcm["http_filters"][-2]["typed_config"]["max_request_bytes"] == 4096
+    assert hcm["request_timeout"] == "2.500s"
+
+
+def test_with_a_heap_budget_envoy_refuses_new_requests_near_it(tmp_path):
+    from router.envoy_config import HEAP_REFUSE_FRACTION, render_bootstrap
+
+    unbounded = render_bootstrap(render_settings(tmp_path))["overload_manager"]
+    assert "actions" not in unbounded  # local mode: no budget
+    bounded = render_bootstrap(render_settings(tmp_path, max_heap_bytes=768 * 2**20))["overload_manager"]
+    [heap] = [m for m in bounded["resource_monitors"] if m["name"] == "envoy.resource_monitors.fixed_heap"]
+    assert heap["typed_config"]["max_heap_size_bytes"] == 768 * 2**20
+    assert bounded["actions"] == [
+        {"name": "envoy.overload_actions.stop_accepting_requests",
+         "triggers": [{"name": "envoy.resource_monitors.fixed_heap", "threshold": {"value": HEAP_REFUSE_FRACTION}}]}
+    ]
+
+
+# --------------------------------------------------------------------------- token auth
+
+
+def _jwt_filter(files: dict) -> dict:
+    hcm = files["lds.json"]["resources"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    return next(f["typed_config"] for f in hcm["http_filters"] if f["name"] == JWT_FILTER)
+
+
+@pytest.mark.parametrize(
+    ("uri", "san", "sni"),
+    [
+        ("https://login.microsoftonline.com/t/discovery/v2.0/keys", {"san_type": "DNS", "matcher": {"exact": "login.microsoftonline.com"}}, "login.microsoftonline.com"),
+        ("https://127.0.0.1:8443/t/discovery/v2.0/keys", {"san_type": "IP_ADDRESS", "matcher": {"exact": "127.0.0.1"}}, None),
+    ],
+)
+def test_the_jwks_host_certificate_is_validated_against_the_ca_bundle_and_its_name(tmp_path, uri, san, sni):
+    files = render_dynamic(sample_routes(), render_settings(tmp_path, jwt=JwtSettings("https://issuer.example", ("api://x",), jwks_uri=uri)))
+    jwks = next(c for c in files["cds.json"]["resources"] if c["name"] == "jwks")
+    tls = jwks["transport_socket"]["typed_config"]
+    assert tls["common_tls_context"]["validation_context"] == {
+        "trusted_ca": {"filename": SYSTEM_CA_BUNDLE},  # the system bundle unless told otherwise
+        "match_typed_subject_alt_names": [san],
+    }
+    assert tls.get("sni") == sni  # never an address as SNI
+
+
+def test_a_token_service_with_rules_gets_its_audience_requirement_and_an_rbac_policy(tmp_path):
+    rules = TokenAuthorization(required_roles=("Model.Score",), allowed_client_ids=("00000000-0000-0000-0000-000000000001",), audience="api://own")
+    routes = [*sample_routes(), ServiceRoute("ruled", auth="token", token_authorization=rules, endpoints=(Endpoint("127.0.0.1", 5004),))]
+    files = render_dynamic(routes, render_settings(tmp_path, jwt=JwtSettings("https://issuer.example", ("api://x",), local_jwks_path="/dev/null")))
+    jwt = _jwt_filter(files)
+    assert jwt["providers"]["entra"]["payload_in_metadata"] == "jwt_payload"
+    assert jwt["requirement_map"] == {
+        "entra": {"provider_name": "entra"},
+        "entra-audience:api://own": {"provider_and_audiences": {"provider_name": "entra", "audiences": ["api://own"]}},
+    }
+    by_name = _by_name(files)
+    ruled, plain = by_name["ruled"]["typed_per_filter_config"], by_name["tokened"]["typed_per_filter_config"]
+    assert ruled[JWT_FILTER]["requirement_name"] == "entra-audience:api://own"
+    policy = ruled[RBAC_FILTER]["rbac"]["rules"]["policies"]["token-authorization"]
+    role, clients = policy["principals"][0]["and_ids"]["ids"]
+    assert role["metadata"] == {
+        "filter": JWT_FILTER,
+        "path": [{"key": "jwt_payload"}, {"key": "roles"}],
+        "value": {"list_match": {"one_of": {"string_match": {"exact": "Model.Score"}}}},
+    }
+    assert [c["metadata"]["path"][1]["key"] for c in clients["or_ids"]["ids"]] == ["azp", "appid"]
+    assert RBAC_FILTER not in plain and plain[JWT_FILTER]["requirement_name"] == "entra"  # no rules: any valid token
+
+
+def test_rules_on_a_service_that_is_not_a_token_service_refuse_it(tmp_path):
+    route = ServiceRoute("keyed", keys=(PRIMARY,), token_authorization=TokenAuthorization(required_roles=("Model.Score",)))
+    files = render_dynamic([route], render_settings(tmp_path, jwt=JwtSettings("https://issuer.example", ("api://x",), local_jwks_path="/dev/null")))
+    refusal = _by_name(files)["keyed"]["direct_response"]
+    assert refusal["status"] == 503 and "token_authorization is set but auth='key'" in refusal["body"]["inline_string"]
+    assert list(_jwt_filter(files)["requirement_map"]) == ["entra"]

@@ -8,10 +8,14 @@ import pytest
 
 from router.spec import (
     INT32_MAX,
+    MAX_TOKEN_CLAIM_LENGTH,
+    MAX_TOKEN_CLAIM_VALUES,
+    SYSTEM_CA_BUNDLE,
     UINT32_MAX,
     Endpoint,
     RouterSettings,
     ServiceRoute,
+    TokenAuthorization,
     refuse_unsafe,
     route_problems,
 )
@@ -92,3 +96,77 @@ def test_envoy_admin_is_on_loopback_whatever_the_settings(tmp_path):
     assert (in_cluster.listen_host, in_cluster.admin_host, in_cluster.admin_port) == ("0.0.0.0", "127.0.0.1", 9901)
     with pytest.raises(TypeError):
         RouterSettings(config_dir=tmp_path, listen_port=1, admin_port=2, admin_host="0.0.0.0")  # not a setting at all
+
+
+@pytest.mark.parametrize(
+    ("cap", "routers", "share"),
+    [(1, 1, 1), (10, 1, 10), (6, 3, 2), (4, 3, 1), (3, 3, 1), (1, 3, 1), (7, 2, 3)],
+)
+def test_each_router_enforces_its_share_of_the_per_replica_cap(cap, routers, share):
+    """Rounded down: the routers together never exceed the cap, except that each lets at least one through."""
+    route = replace(GOOD, max_concurrent=cap)
+    assert route.concurrency_share(routers) == share
+    assert share * routers <= cap or share == 1
+
+
+def test_the_queues_of_all_routers_hold_what_one_service_wide_queue_would():
+    route = ServiceRoute("m", max_concurrent=6, max_queue_wait_ms=500, latency_ms=10.0, endpoints=(GOOD.endpoints[0],))
+    assert route.queue_capacity() == 300  # one router: 6 slots * 500 ms / 10 ms
+    assert route.queue_capacity(routers=3) == 100  # each of 3 routers: its 2 slots' worth
+
+
+def test_the_router_count_reaches_the_settings_from_the_environment(tmp_path):
+    from router.environment import VARIABLES, RouterEnvironment
+
+    environment = RouterEnvironment.from_environ({VARIABLES["router_replicas"]: "3", VARIABLES["config_dir"]: str(tmp_path)})
+    assert environment.router_settings().router_replicas == 3
+    assert {"name": "AKSINF_ROUTER_REPLICAS", "value": "3"} in environment.as_env()
+    assert RouterEnvironment.from_environ({}).router_settings().router_replicas == 1  # absent (local mode): one router
+
+
+def test_the_jwks_ca_bundle_is_a_setting(tmp_path):
+    from router.environment import VARIABLES, RouterEnvironment
+
+    environment = RouterEnvironment.from_environ(
+        {VARIABLES["jwt_issuer"]: "https://issuer.example", VARIABLES["jwt_audience"]: "api://x", VARIABLES["jwks_uri"]: "https://issuer.example/keys",
+         VARIABLES["jwks_ca_bundle"]: "/etc/aks-inference/ca.pem", VARIABLES["config_dir"]: str(tmp_path)}
+    )
+    assert environment.router_settings().jwt.jwks_ca_bundle == "/etc/aks-inference/ca.pem"
+    assert {"name": "AKSINF_JWKS_CA_BUNDLE", "value": "/etc/aks-inference/ca.pem"} in environment.as_env()
+    unset = RouterEnvironment(jwt_issuer="https://issuer.example", jwt_audience="api://x", jwks_uri="https://issuer.example/keys", config_dir=str(tmp_path))
+    assert unset.router_settings().jwt.jwks_ca_bundle == SYSTEM_CA_BUNDLE
+    assert "AKSINF_JWKS_CA_BUNDLE" not in {e["name"] for e in unset.as_env()}
+
+
+TOKEN = ServiceRoute("scorer", auth="token")
+RULE = "must be 1-256 printable characters without whitespace"
+
+
+@pytest.mark.parametrize(
+    ("rules", "problem"),
+    [
+        (TokenAuthorization(required_roles=("Model Score",)), f"token_authorization requiredRoles: 'Model Score' {RULE}"),
+        (TokenAuthorization(required_roles=("",)), f"token_authorization requiredRoles: '' {RULE}"),
+        (TokenAuthorization(allowed_client_ids=("a\x00b",)), f"token_authorization allowedClientIds: 'a\\x00b' {RULE}"),
+        (TokenAuthorization(allowed_client_ids=("c",) * 33), "token_authorization allowedClientIds: 33 values, at most 32"),
+        (TokenAuthorization(audience="x" * 257), f"token_authorization audience='{'x' * 76}... {RULE}"),
+        (TokenAuthorization(audience="api://a\tb"), f"token_authorization audience='api://a\\tb' {RULE}"),
+    ],
+)
+def test_token_rules_envoy_cannot_match_exactly_are_a_problem(rules, problem):
+    assert route_problems(replace(TOKEN, token_authorization=rules)) == [problem]
+
+
+@pytest.mark.parametrize("auth", ["key", "none", "Token"])
+def test_token_rules_on_a_service_that_is_not_a_token_service_are_a_problem(auth):
+    """Fail closed: rules the route would not enforce refuse it rather than serve it without them."""
+    problems = route_problems(replace(TOKEN, auth=auth, token_authorization=TokenAuthorization(audience="api://own")))
+    assert f"token_authorization is set but auth={auth!r}: roles, clients and audience apply to token auth only" in problems
+
+
+def test_token_rules_within_bounds_have_no_problem_and_the_contract_keeps_the_same_bounds():
+    from contract import v1_files
+
+    rules = TokenAuthorization(("Model.Score", "a" * 120), ("00000000-0000-0000-0000-000000000001",) * MAX_TOKEN_CLAIM_VALUES, "x" * MAX_TOKEN_CLAIM_LENGTH)
+    assert route_problems(replace(TOKEN, token_authorization=rules)) == []
+    assert (v1_files.MAX_TOKEN_CLAIM_VALUES, v1_files.MAX_AUDIENCE_LENGTH) == (MAX_TOKEN_CLAIM_VALUES, MAX_TOKEN_CLAIM_LENGTH)

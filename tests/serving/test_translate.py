@@ -51,6 +51,19 @@ def test_the_route_carries_the_v1_settings():
     assert route.cluster_name == "model-team-a-scorer"
 
 
+def test_a_token_services_authorization_reaches_its_route_and_its_annotations():
+    rules = {"requiredRoles": ["Model.Score"], "allowedClientIds": ["00000000-0000-0000-0000-00000000000A"], "audience": "api://scorer"}
+    service = load_service(SAMPLE, "scorer", {**OVERRIDES, "authEnabled": False, "tokenAuthEnabled": True, "tokenAuthorization": rules})
+    route = route_for(service)
+    assert route.auth == "token"
+    assert route.token_authorization == spec.TokenAuthorization(("Model.Score",), ("00000000-0000-0000-0000-00000000000a",), "api://scorer")
+    manifest = {"metadata": {"name": "model-scorer", "namespace": "team-a", "labels": {"aks-inference/model-service": "true"},
+                             "annotations": discovery_annotations(service, autoscale_settings(service, "FastProd"), keys_secret=None)}}
+    [found] = discover([manifest], [], [])
+    assert found.route == route and found.route.problems == ()
+    assert route_for(load_service(SAMPLE, "scorer", OVERRIDES)).token_authorization == spec.TokenAuthorization()
+
+
 def test_autoscaling_and_initial_replicas_follow_the_deployment():
     service = load_service(SAMPLE, "scorer", OVERRIDES)
     settings = autoscale_settings(service, "FastProd", scale_down_window_seconds=30)
