@@ -76,19 +76,9 @@ class Cluster(pulumi.ComponentResource):
             tags=tags,
             opts=child,
         )
+        roles = {label: (NETWORK_CONTRIBUTOR, scope) for label, scope in network_contributor_scopes(args.node_subnet_id, args.route_table_id).items()}
+        roles |= private_dns_grants(config, args.vnet_id)
         grants = [
-            authorization.RoleAssignment(
-                f"{name}-control-plane-{label}",
-                role_assignment_name=assignment_name(names.stack, "control-plane", label),
-                principal_id=self.identity.principal_id,
-                principal_type="ServicePrincipal",
-                role_definition_id=role_definition_id(NETWORK_CONTRIBUTOR),
-                scope=scope,
-                opts=child,
-            )
-            for label, scope in network_contributor_scopes(args.node_subnet_id, args.route_table_id).items()
-        ]
-        grants += [
             authorization.RoleAssignment(
                 f"{name}-control-plane-{label}",
                 role_assignment_name=assignment_name(names.stack, "control-plane", label),
@@ -98,7 +88,7 @@ class Cluster(pulumi.ComponentResource):
                 scope=scope,
                 opts=child,
             )
-            for label, (role, scope) in private_dns_grants(config, args.vnet_id).items()
+            for label, (role, scope) in roles.items()
         ]
 
         self.cluster = containerservice.ManagedCluster(
