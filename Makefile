@@ -47,10 +47,13 @@ $(V1_MODELS): $(STAMP) examples/v1/train.py
 
 # Layer contracts (pyproject.toml [tool.importlinter]) first: a circle or an upward import fails fast.
 # Then zizmor on the workflows, offline (no network, no GitHub token): any finding fails.
+# Unit, graph and local tests run on two workers (one file per worker); the end-to-end suites, which time
+# real Envoy and inference servers, run alone after them.
 test: $(STAMP) $(SAMPLE_MODEL) $(V1_MODELS) $(AZURITE)
 	$(VENV)/bin/lint-imports --no-cache
 	$(VENV)/bin/zizmor --offline .github/workflows
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile --ignore=tests/e2e
+	$(PY) -m pytest -q tests/e2e
 
 run: $(STAMP) $(SAMPLE_MODEL)
 	$(VENV)/bin/aksinf serve
