@@ -789,10 +789,10 @@ ALL = [
     _resource("acr-admin-disabled", "The ACR admin user must be off (adminUserEnabled=false); nodes pull with the kubelet identity. "
               "Fix: keep admin_user_enabled=False in `components/registry.py`.",
               MANDATORY, (REGISTRY,), _acr_admin),
-    # Advisory until the platform creates the ACR private endpoint: without one, turning public access off
-    # stops nodes pulling images. Raise it per stack with --policy-pack-config once you add the endpoint.
-    _resource("acr-no-public-access-production", "FastProd/DenseProd registries should set publicNetworkAccess=Disabled behind a private endpoint. Advisory until the program creates one. "
-              "Fix: set `aks-inference:registry.publicNetworkAccess` to false once the private endpoint exists.",
+    # Advisory: turning public access off needs a subnet for the private endpoint (registry.privateEndpointSubnetCidr),
+    # which the shipped prod stack does not set. Raise it per stack with --policy-pack-config once it does.
+    _resource("acr-no-public-access-production", "FastProd/DenseProd registries should set publicNetworkAccess=Disabled behind a private endpoint. Advisory: the endpoint needs a subnet range of its own. "
+              "Fix: set `aks-inference:registry.privateEndpointSubnetCidr` and `aks-inference:registry.publicNetworkAccess` to false; the program then creates the private endpoint and its privatelink.azurecr.io zone.",
               ADVISORY, (REGISTRY,), _acr_public),
     _resource("storage-account-locked-down", "Storage accounts must use TLS 1.2, HTTPS only, no public blob access and no shared keys (identities only). "
               "Fix: keep the account settings in `components/modeldata.py`.",
