@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import tempfile
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -143,16 +144,36 @@ class ServiceImage:
         )
 
     def write_context(self, directory: Path, environment_image: str) -> Path:
-        """Dockerfile + app/ (source, ignore rules applied) + models/: exactly the hashed files."""
-        if directory.exists():
-            shutil.rmtree(directory)
+        """Dockerfile + app/ (source, ignore rules applied) + models/: exactly the hashed files.
+
+        Written beside `directory` and renamed into place, so two programs writing the same service's
+        context (parallel previews, parallel tests) never see each other's half-written or deleted files."""
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
         for rel in self.source_files:
-            _copy(self.source_dir / rel, directory / "app" / rel)
+            _copy(self.source_dir / rel, staging / "app" / rel)
         for rel in self.model_files:
-            _copy(self.model_dir / rel, directory / "models" / rel)
-        (directory / "models").mkdir(parents=True, exist_ok=True)
-        (directory / "Dockerfile").write_text(self.dockerfile(environment_image))
-        return directory
+            _copy(self.model_dir / rel, staging / "models" / rel)
+        (staging / "models").mkdir(parents=True, exist_ok=True)
+        (staging / "Dockerfile").write_text(self.dockerfile(environment_image))
+        staging.chmod(0o755)  # mkdtemp makes it private; the build context was world-readable before
+        retired = Path(tempfile.mkdtemp(prefix=f".{directory.name}.old.", dir=directory.parent))
+        try:
+            for attempt in range(3):  # another writer may put its context back between the two renames
+                try:
+                    # A non-empty directory cannot be replaced by rename: move the old one aside first.
+                    directory.rename(retired / f"context-{attempt}")
+                except FileNotFoundError:
+                    pass
+                try:
+                    staging.rename(directory)
+                    return directory
+                except OSError:
+                    continue
+            raise OSError(f"could not put the build context in place at {directory}")
+        finally:
+            shutil.rmtree(retired, ignore_errors=True)
+            shutil.rmtree(staging, ignore_errors=True)
 
 
 def _copy(source: Path, target: Path) -> None:
