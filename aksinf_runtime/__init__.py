@@ -7,6 +7,8 @@
   makes `from azureml.core.model import Model` and `from azureml.monitoring import ModelDataCollector`
   work without azureml-core (appended to the end of `sys.path`, so a real azureml-core always wins).
 - `request_ids`: v1's `X-Ms-Request-Id` header on the request the entry script sees.
+- `deadlines`: a request past its deadline (the router's headers) or whose client has gone gets 504
+  instead of a `run()`.
 
 Only the standard library is imported eagerly; the Azure SDK is loaded when uploads start.
 """

@@ -46,6 +46,9 @@ class JsonFormatter(logging.Formatter):
             line["request_id"] = request_id
         if self.service:
             line["service"] = self.service
+        refused = getattr(record, "refused", "")  # deadlines: why a request was not run
+        if refused:
+            line["refused"] = refused
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
         return json.dumps(line, ensure_ascii=False, default=str)

@@ -31,6 +31,12 @@ def adopt() -> None:
 
 def install_on(app) -> None:
     """Run `adopt` after the inference server's own before-request hooks (which set `g.request_id`)."""
+    run_after_server_hooks(app, adopt)
+
+
+def run_after_server_hooks(app, hook) -> None:
+    """Append `hook` (once) to the before-request hooks of the server's blueprint: it runs after the
+    server's own, before the view that calls `run()`."""
     hooks = app.before_request_funcs.setdefault(SERVER_BLUEPRINT if SERVER_BLUEPRINT in app.blueprints else None, [])
-    if adopt not in hooks:
-        hooks.append(adopt)
+    if hook not in hooks:
+        hooks.append(hook)

@@ -10,7 +10,9 @@ after the server and gunicorn have set up `sys.path` and the working directory):
   the entry script (`UserScript.load_script`, after the server appended the app root and source
   directory): every other entry (the app root, PYTHONPATH, site-packages) is searched first, so a
   real azureml-core always wins;
-- `request_ids.install_on` gives the entry script v1's `X-Ms-Request-Id` header.
+- `request_ids.install_on` gives the entry script v1's `X-Ms-Request-Id` header;
+- `deadlines.refuse_unstartable` answers 504 instead of starting `run()` for a request past its
+  deadline or whose client has gone.
 """
 
 from __future__ import annotations
@@ -45,9 +47,10 @@ def _wrap_app_loader() -> None:
         _compat_before_entry_script()
         app = original(module)
         if hasattr(app, "before_request_funcs"):  # the inference server's Flask app
-            from aksinf_runtime import request_ids
+            from aksinf_runtime import deadlines, request_ids
 
             request_ids.install_on(app)
+            request_ids.run_after_server_hooks(app, deadlines.refuse_unstartable)
         return app
 
     import_app.aksinf_wrapped = True

@@ -1,16 +1,25 @@
 """Router benchmarks, each against baselines measured in the same run, on 127.0.0.1 only.
 
 1. Proxy cost, with a compiled load generator (Debian's `wrk`, one thread): requests straight to the
-   upstream (`direct`), through the router (`router`: Envoy with this project's config, key auth and its
-   JSON access log to a file) and through a reference proxy (`nginx`: `proxy_pass` with upstream
-   keep-alive, an API-key check, a request id and a JSON access log, buffered as Envoy's is), in front of
-   a fast upstream (nginx `return 200`) and of the real sample model server (one worker, one server per
-   target; the sample's `maxConcurrentRequestsPerContainer` 1 and `maxQueueWaitMs` 500 on the router). 1, 8, 32 and 128
-   connections closed-loop, and 32 connections paced (each waits PACE_MS between requests). Every case
-   runs ROUNDS times with the three targets interleaved in a rotating order; the medians are reported,
-   with the CPU time of each proxy per request (from /proc) and non-2xx answers counted apart.
+   upstream (`direct`), through the router (`router`: Envoy with this project's config as a cluster
+   runs it with auth configured: a key service, so the api_key filter checks every request and the
+   token filters (jwt_authn, RBAC) sit in the chain, skipped on the key route as in production; the
+   request-id guard, the body buffer and its JSON access log to a file) and through a reference proxy
+   (`nginx`: `proxy_pass` with upstream keep-alive, an API-key check, a request id and a JSON access
+   log, buffered as Envoy's is). One Envoy worker (`--concurrency 1`) against one nginx worker: like for
+   like, and on 2 shared cores a second Envoy worker only contends with wrk and the upstream.
+   Upstreams: a fast one (nginx `return 200`; the router's per-replica cap raised to FAST_UPSTREAM_CAP,
+   above the largest case's connections, since nginx's reference caps nothing and the cap's queue is
+   not what this measures) and the real sample model server (one worker, one server per target; the
+   sample's `maxConcurrentRequestsPerContainer` 1 and `maxQueueWaitMs` 500 on the router). The model
+   server answers `Connection: close` (local/model_server.py says why), so both proxies open a
+   connection per request to it. 1, 8, 32 and 128 connections closed-loop, and 32 connections paced
+   (each waits PACE_MS between requests). Every case runs ROUNDS times with the three targets
+   interleaved in a rotating order; the medians are reported, with the CPU time of each proxy per
+   request (from /proc) and non-2xx answers counted apart.
 2. Scale-up reaction: load start -> a second replica serving (real inference server, local actuator).
-3. Reloads at 1, 100 and 1,000 services: time until one added service is routable, the CPU of a
+3. Reloads at 1, 100 and 1,000 services: time until one added service is routable, and when Envoy applied
+   the cluster file and then the route file on the way (its own `update_time` gauges), the CPU of a
    control-plane write with nothing changed and with one service added, and Envoy's memory per service.
 4. Replica recovery (local mode): the only replica SIGKILLed -> the service answers again.
 
@@ -36,7 +45,7 @@ from bench.common import print_table, write_results
 from local.envoy_process import EnvoyProcess
 from local.net import LOOPBACK, free_port, wait_http_ok
 from router.envoy_files import ConfigWriter
-from router.spec import Endpoint, RouterSettings, ServiceRoute
+from router.spec import Endpoint, JwtSettings, RouterSettings, ServiceRoute
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "examples" / "models" / "diabetes"
@@ -46,6 +55,11 @@ SECONDS = 3  # per wrk run
 ROUNDS = 3
 PACE_MS = 8  # paced case: 32 connections, each waiting 8 ms between requests (about 4k requests/s)
 CASES = [("c=1", 1, 0), ("c=8", 8, 0), ("c=32", 32, 0), ("c=128", 128, 0), ("c=32 paced", 32, PACE_MS)]
+# maxConcurrentRequestsPerContainer of the fast upstream's route: above every case's connections, so the
+# router never queues in front of an upstream that has no such limit (as nginx's reference proxy does not).
+FAST_UPSTREAM_CAP = 1024
+# The token settings of the benchmarked router: the production filter chain with auth configured.
+ISSUER, AUDIENCE = "https://login.microsoftonline.com/bench/v2.0", "api://aks-inference-bench"
 SERVICE_COUNTS = (1, 100, 1000)
 ADDS_PER_COUNT = 3
 
@@ -179,8 +193,21 @@ def _wrk(port: int, path: str, body: bytes, connections: int, pace_ms: int, work
 # --------------------------------------------------------------------------- 1. proxy cost
 
 
-def _router(config_dir: Path, routes: list[ServiceRoute], access_log: str = "/dev/null") -> tuple[RouterSettings, ConfigWriter, EnvoyProcess]:
-    settings = RouterSettings(config_dir=config_dir, listen_port=free_port(), admin_port=free_port(), access_log_path=access_log)
+def _jwks(directory: Path) -> JwtSettings:
+    """Token validation against a local JWKS holding one fresh RSA key (no token is sent: key routes skip it)."""
+    import base64
+
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    public = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key().public_numbers()
+    b64 = lambda number: base64.urlsafe_b64encode(number.to_bytes((number.bit_length() + 7) // 8, "big")).rstrip(b"=").decode()  # noqa: E731
+    path = directory / "jwks.json"
+    path.write_text(json.dumps({"keys": [{"kty": "RSA", "alg": "RS256", "use": "sig", "kid": "bench", "n": b64(public.n), "e": b64(public.e)}]}))
+    return JwtSettings(ISSUER, (AUDIENCE,), local_jwks_path=str(path))
+
+
+def _router(config_dir: Path, routes: list[ServiceRoute], access_log: str = "/dev/null", jwt: JwtSettings | None = None) -> tuple[RouterSettings, ConfigWriter, EnvoyProcess]:
+    settings = RouterSettings(config_dir=config_dir, listen_port=free_port(), admin_port=free_port(), access_log_path=access_log, jwt=jwt)
     writer = ConfigWriter(config_dir)
     writer.write(routes, settings)
     return settings, writer, EnvoyProcess(writer.write_bootstrap(settings), settings.admin_port, concurrency=1)
@@ -205,7 +232,8 @@ def proxy_cost(tmp: Path, upstreams: dict[str, int], name: str, route: ServiceRo
     connection a proxy holds would block the worker for the others)."""
     route = replace(route, keys=(KEY,), endpoints=(Endpoint(LOOPBACK, upstreams["router"]),))
     workdir = tmp / name
-    settings, _, envoy = _router(workdir / "envoy", [route], access_log=str(workdir / "envoy-access.log"))
+    workdir.mkdir(parents=True)
+    settings, _, envoy = _router(workdir / "envoy", [route], access_log=str(workdir / "envoy-access.log"), jwt=_jwks(workdir))
     proxy = Nginx(workdir, "proxy", REFERENCE_PROXY.replace("UPSTREAM", str(upstreams["nginx"])).replace("PREFIX", PREFIX).replace("KEY", KEY))
     with envoy, proxy:
         targets = {
@@ -336,6 +364,11 @@ def _cpu_of(call) -> float:
     return time.process_time() - started
 
 
+def _applied_after(envoy: EnvoyProcess, stat: str, since_epoch: float) -> float:
+    """Seconds from `since_epoch` until Envoy last applied a config file (its `update_time` gauge, epoch ms)."""
+    return envoy.stats(f"^{stat}$").get(stat, 0) / 1000 - since_epoch
+
+
 def reloads(tmp: Path, upstream_port: int) -> list[dict]:
     """One Envoy grown to 1, 100, 1,000 services; at each size ADDS_PER_COUNT services are added one at a time."""
     results = []
@@ -351,12 +384,15 @@ def reloads(tmp: Path, upstream_port: int) -> list[dict]:
             load_cpu = _cpu_of(lambda routes=routes: writer.write(routes, settings))
             load_s = _routable(settings, f"svc-{count - 1}", started)
             unchanged_ms = [1000 * _cpu_of(lambda routes=routes: writer.write(list(routes), settings)) for _ in range(5)]
-            add_s, add_cpu_ms = [], []
+            add_s, add_cpu_ms, add_cds_s, add_rds_s = [], [], [], []
             for _ in range(ADDS_PER_COUNT):
                 routes = routes + [make(f"add-{added}")]
-                started = time.perf_counter()
+                started, since_epoch = time.perf_counter(), time.time()
                 add_cpu_ms.append(1000 * _cpu_of(lambda routes=routes: writer.write(routes, settings)))
                 add_s.append(_routable(settings, f"add-{added}", started))
+                # Where the time went: Envoy's own record of when it applied the cluster file, then the route file.
+                add_cds_s.append(_applied_after(envoy, "cluster_manager.cds.update_time", since_epoch))
+                add_rds_s.append(_applied_after(envoy, "http.router.rds.models.update_time", since_epoch))
                 added += 1
             time.sleep(1)
             rss = envoy.rss_bytes()
@@ -364,6 +400,8 @@ def reloads(tmp: Path, upstream_port: int) -> list[dict]:
                 "services": len(routes), "load_write_cpu_s": round(load_cpu, 3), "load_routable_s": round(load_s, 3),
                 "unchanged_tick_cpu_ms": round(statistics.median(unchanged_ms), 3),
                 "add_one_write_cpu_ms": round(statistics.median(add_cpu_ms), 1),
+                "add_one_cds_applied_s": round(statistics.median(add_cds_s), 3),
+                "add_one_rds_applied_s": round(statistics.median(add_rds_s), 3),
                 "add_one_routable_s": round(statistics.median(add_s), 3),
                 "envoy_rss_mb": round(rss / 2**20, 1),
                 "envoy_kb_per_service": round((rss - baseline_rss) / 1024 / max(1, len(routes) - 1), 1),
@@ -408,7 +446,7 @@ def main() -> dict:
         fast = Nginx(tmp, "upstream", FAST_UPSTREAM)
         with fast:
             shared = dict.fromkeys(("direct", "router", "nginx"), fast.port)
-            results = {"proxy": proxy_cost(tmp, shared, "fast", ServiceRoute("bench", max_concurrent=1024), b'{"data": [[1.0]]}')}
+            results = {"proxy": proxy_cost(tmp, shared, "fast", ServiceRoute("bench", max_concurrent=FAST_UPSTREAM_CAP), b'{"data": [[1.0]]}')}
             results["reload"] = reloads(tmp, fast.port)
         models = {target: sample_model(tmp, target) for target in ("direct", "router", "nginx")}
         try:
@@ -429,13 +467,15 @@ def main() -> dict:
           r["router"].get("cpu_us_per_request"), r["nginx"].get("cpu_us_per_request"), r["router"]["non_2xx"]] for r in results["proxy"]],
     )
     print()
-    print_table(["services", "routable after load s", "unchanged tick CPU ms", "add one: write CPU ms", "add one: routable s", "Envoy RSS MB", "Envoy KB/service"],
-                [[r["services"], r["load_routable_s"], r["unchanged_tick_cpu_ms"], r["add_one_write_cpu_ms"], r["add_one_routable_s"],
-                  r["envoy_rss_mb"], r["envoy_kb_per_service"]] for r in results["reload"]])
+    print_table(["services", "routable after load s", "unchanged tick CPU ms", "add one: write CPU ms", "add one: clusters applied s",
+                 "add one: routes applied s", "add one: routable s", "Envoy RSS MB", "Envoy KB/service"],
+                [[r["services"], r["load_routable_s"], r["unchanged_tick_cpu_ms"], r["add_one_write_cpu_ms"], r["add_one_cds_applied_s"],
+                  r["add_one_rds_applied_s"], r["add_one_routable_s"], r["envoy_rss_mb"], r["envoy_kb_per_service"]] for r in results["reload"]])
     print(f"\nscale-up: decision after {results['scale_up']['decision_s']} s, new replica serving after {results['scale_up']['new_replica_serving_s']} s")
     print(f"recovery: only replica SIGKILLed -> answered again after {results['recovery']['answered_again_s']} s, "
           f"answers meanwhile {results['recovery']['statuses_meanwhile']}")
-    results["settings"] = {"wrk_seconds": SECONDS, "rounds": ROUNDS, "pace_ms": PACE_MS, "envoy_concurrency": 1, "nginx_workers": 1, "wrk_threads": 1}
+    results["settings"] = {"wrk_seconds": SECONDS, "rounds": ROUNDS, "pace_ms": PACE_MS, "envoy_concurrency": 1, "nginx_workers": 1, "wrk_threads": 1,
+                           "router_auth": "key route; jwt_authn and RBAC in the chain", "fast_upstream_cap": FAST_UPSTREAM_CAP}
     write_results("router", results)
     return results
 

@@ -233,6 +233,9 @@ class DeploymentConfig(V1Section):
     scoring_timeout_ms: PositiveInt = DEFAULT_SCORING_TIMEOUT_MS
     max_concurrent_requests_per_container: PositiveInt = 1
     max_queue_wait_ms: PositiveInt = 500
+    # aks-inference extension (v1 has no such key): the service time of one request, queueing excluded, that the
+    # router assumes until it has measured one; sizes the cold queue (router.spec.PRIOR_SERVICE_TIME_MS when absent).
+    expected_service_time_ms: PositiveInt | None = None
     num_replicas: PositiveInt | None = None
     data_collection: DataCollection = Field(default_factory=DataCollection)
     namespace: Namespace | None = None
@@ -362,6 +365,13 @@ class DeploymentConfig(V1Section):
                 "tokenAuthorization",
                 self.token_authorization.model_dump(by_alias=True, exclude_defaults=True),
                 f"applies to token auth only, but auth is {self.auth_mode}; allowed: set tokenAuthEnabled to true, or remove tokenAuthorization",
+            )
+        if self.expected_service_time_ms is not None and self.expected_service_time_ms > self.scoring_timeout_ms:
+            yield (
+                "expectedServiceTimeMs",
+                self.expected_service_time_ms,
+                f"must be <= scoringTimeoutMs ({self.scoring_timeout_ms}): a request taking longer is cut off with 504 "
+                "anyway; allowed: the typical time of one request in milliseconds, from 1 to scoringTimeoutMs",
             )
         if self.liveness_probe_requirements.success_threshold != 1:
             yield (

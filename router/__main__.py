@@ -23,7 +23,7 @@ def run_envoy(environment: RouterEnvironment) -> NoReturn:
     bootstrap = Path(environment.config_dir) / BOOTSTRAP_FILE
     while not bootstrap.exists():
         time.sleep(BOOTSTRAP_POLL_SECONDS)
-    argv = envoy_argv(bootstrap)
+    argv = envoy_argv(bootstrap, concurrency=environment.envoy_concurrency)
     os.execv(argv[0], argv)
 
 

@@ -5,7 +5,8 @@ Desired = ceil((busy + queued) / target), clamped to [min, max]. Scale-up takes 
 next tick (~1 s); scale-down only to the highest desired value of the last window (~60 s, the
 Knative "scale-down delay" rule), so a dip in traffic never drops replicas that a burst needs.
 A window the deciding control plane did not keep (a new leader, or one elected again after another
-led) starts from the replicas running now (`resumed_window`), never from nothing.
+led) continues the one the previous leader persisted (router/state.py), else starts from the replicas
+running now (`resumed_window`), never from nothing.
 No I/O here: metric collection and actuation live in router/metrics.py and router/actuators.py.
 """
 
@@ -55,13 +56,20 @@ def utilization(sample: Sample, settings: AutoscaleSettings) -> float:
     return (busy + sample.pending) / max(1, sample.ready_replicas)
 
 
-def resumed_window(previous: tuple[tuple[float, int], ...], now: float, replicas: int) -> tuple[tuple[float, int], ...]:
+def resumed_window(
+    previous: tuple[tuple[float, int], ...], now: float, replicas: int, carried: tuple[tuple[float, int], ...] = ()
+) -> tuple[tuple[float, int], ...]:
     """The window a decision at `now` starts from: `previous` while this control plane kept it
-    (an entry in the last HISTORY_GAP_SECONDS), else the replicas the Deployment runs now, as if
-    decided at `now`. Without that, a new leader knows no recent peak and would drop 10 replicas
-    to 1 on its first tick; with it, scaling down waits a full window like any other."""
+    (an entry in the last HISTORY_GAP_SECONDS); else `carried`, the window the previous leader
+    persisted (in this clock), when it accounts for the replicas the Deployment runs (its highest
+    entry is at least `replicas`: otherwise it lags a scale-up and is not trusted), so its peaks expire
+    when they would have under that leader; else the replicas running now, as if decided at `now`.
+    Without that, a new leader knows no recent peak and would drop 10 replicas to 1 on its first
+    tick; with it, scaling down waits for the window like any other."""
     if previous and previous[-1][0] > now - HISTORY_GAP_SECONDS:
         return previous
+    if carried and max(d for _, d in carried) >= replicas:
+        return carried
     return ((now, replicas),)
 
 

@@ -17,6 +17,7 @@ from router.spec import JwtSettings, RouterSettings, TlsSettings
 
 PLAIN_PORT = 8080
 TLS_PORT = 8443
+PEER_PORT = 8081  # plain HTTP between router pods only (components/router_manifests.py NetworkPolicies)
 
 # field of RouterEnvironment -> environment variable
 VARIABLES = {
@@ -33,10 +34,16 @@ VARIABLES = {
     "jwks_uri": "AKSINF_JWKS_URI",
     # PEM bundle of the CAs the JWKS host's certificate must chain to; absent: the system bundle (spec.SYSTEM_CA_BUNDLE)
     "jwks_ca_bundle": "AKSINF_JWKS_CA_BUNDLE",
-    # router replicas the Deployment starts with: each Envoy enforces 1/N of every service's limits
+    # router replicas the Deployment starts with: each Envoy enforces 1/N of every service's limits until it has read
+    # the live peer list (every round); then the live routers split each cap exactly (router/ownership.py)
     "router_replicas": "AKSINF_ROUTER_REPLICAS",
+    # the peer listener: where a router holding none of a service's slots forwards its requests (router/ownership.py)
+    "peer_port": "AKSINF_PEER_PORT",
     # Envoy's heap budget in bytes (a share of its container's memory limit): new requests get 503 near it
     "envoy_heap_bytes": "AKSINF_ENVOY_HEAP_BYTES",
+    # Envoy's worker threads (`--concurrency`): its container's CPU limit; absent: Envoy's default, one per
+    # hardware thread of the node (https://www.envoyproxy.io/docs/envoy/latest/operations/cli#cmdoption-concurrency)
+    "envoy_concurrency": "AKSINF_ENVOY_CONCURRENCY",
 }
 
 
@@ -55,7 +62,9 @@ class RouterEnvironment:
     jwks_uri: str | None = None
     jwks_ca_bundle: str | None = None
     router_replicas: int = 1
+    peer_port: int = PEER_PORT
     envoy_heap_bytes: int | None = None
+    envoy_concurrency: int | None = None
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> RouterEnvironment:
@@ -67,7 +76,7 @@ class RouterEnvironment:
                 continue
             if field.name == "model_namespaces":
                 values[field.name] = tuple(n for n in raw.split(",") if n)
-            elif field.name.endswith("_port") or field.name in ("router_replicas", "envoy_heap_bytes"):
+            elif field.name.endswith("_port") or field.name in ("router_replicas", "envoy_heap_bytes", "envoy_concurrency"):
                 values[field.name] = int(raw)
             else:
                 values[field.name] = raw
@@ -100,6 +109,7 @@ class RouterEnvironment:
             listen_port=self.scoring_port(tls is not None),
             admin_port=self.admin_port,  # Envoy's admin API answers on 127.0.0.1 only (RouterSettings.admin_host)
             router_replicas=self.router_replicas,
+            peer_port=self.peer_port,
             max_heap_bytes=self.envoy_heap_bytes,
             jwt=jwt,
             tls=tls,

@@ -49,6 +49,7 @@ DEFAULTS = [
     ("scoringTimeoutMs", 60000),
     ("maxConcurrentRequestsPerContainer", 1),
     ("maxQueueWaitMs", 500),
+    ("expectedServiceTimeMs", None),  # aks-inference extension
     ("numReplicas", None),
     ("dataCollection.storageEnabled", False),
     ("namespace", None),
@@ -221,6 +222,7 @@ POSITIVE = [
     "scoringTimeoutMs",
     "maxConcurrentRequestsPerContainer",
     "maxQueueWaitMs",
+    "expectedServiceTimeMs",
     "numReplicas",
 ]
 
@@ -397,3 +399,23 @@ AUDIENCE_RULE = "must be the token audience (aud) this service accepts, 1-256 ch
 def test_token_authorization_values_are_checked(rules, key, fragment):
     found = problems({"computeType": "AKS", "tokenAuthEnabled": True, "tokenAuthorization": rules})
     assert list(found) == [key] and fragment in found[key]
+
+
+# --------------------------------------------------------------------------- expectedServiceTimeMs (extension)
+
+
+@pytest.mark.parametrize("expected", [1, 250, 60000])
+def test_an_expected_service_time_up_to_the_scoring_timeout_is_accepted(expected):
+    config, issues = parse(expectedServiceTimeMs=expected)
+    assert issues == [] and config.expected_service_time_ms == expected
+
+
+def test_an_expected_service_time_beyond_the_scoring_timeout_is_a_keyed_error():
+    found = problems({"computeType": "AKS", "scoringTimeoutMs": 5000, "expectedServiceTimeMs": 5001})
+    assert list(found) == ["expectedServiceTimeMs"]
+    assert found["expectedServiceTimeMs"].startswith("must be <= scoringTimeoutMs (5000)")
+
+
+@pytest.mark.parametrize(("value", "says"), [("100", "valid integer"), (2.5, "valid integer"), (0, "greater than 0"), (2**31, "less than or equal")])
+def test_an_expected_service_time_that_is_not_a_positive_whole_number_is_a_keyed_error(value, says):
+    assert says in problems({"computeType": "AKS", "expectedServiceTimeMs": value})["expectedServiceTimeMs"]

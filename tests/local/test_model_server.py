@@ -36,6 +36,22 @@ def _args(entry: Path, models: Path, *extra: str):
     return local_server._parser().parse_args(["--entry-script", str(entry), "--model-dir", str(models), "--port", "5001", *extra])
 
 
+def test_replicas_keep_the_sync_worker_while_the_scoring_timeout_needs_the_main_thread(service, tmp_path):
+    """Why replicas close every connection (module docstring): a keep-alive worker (gthread) runs run() in a
+    pool thread, where the installed server cannot enforce scoringTimeoutMs. Fails if that changes: revisit."""
+    import threading
+
+    from azureml_inference_server_http.server.utils import timeout_supported
+
+    off_main: list[bool] = []
+    thread = threading.Thread(target=lambda: off_main.append(timeout_supported()))
+    thread.start()
+    thread.join()
+    assert timeout_supported() and off_main == [False]
+    env = local_server.server_environment(_args(service / "score.py", service / "model"), tmp_path / "run")
+    assert not {"-k", "--worker-class", "--threads"} & set(env["GUNICORN_CMD_ARGS"].split())
+
+
 def test_run_dir_reaches_the_command(service, tmp_path):
     svc = load_service(service, "svc-one")
     argv = local_server.command_for(svc, 18001, run_dir=tmp_path / "run")
