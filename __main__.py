@@ -12,7 +12,7 @@ except ConfigError as error:  # nothing is registered: report every problem, no 
 
 from components.platform import Platform, PlatformArgs  # noqa: E402  (Pulumi imports only after validation)
 
-platform = Platform("aks-inference", PlatformArgs(stack.config, stack.services, stack_names(stack.config)))
+platform = Platform("aks-inference", PlatformArgs(stack.config, stack.services, stack_names(stack.config), stack.versions))
 
 pulumi.export("clusterName", platform.cluster.cluster.name)
 pulumi.export("kubeconfig", platform.cluster.kubeconfig)

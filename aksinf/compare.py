@@ -163,7 +163,7 @@ def read_served(log_dir: Path, versions: Iterable[str]) -> list[Served]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--endpoint", required=True, help="the endpoint (models[].name with versions)")
-    parser.add_argument("--stack", default="dev", help="stack whose config names the versions (default dev)")
+    parser.add_argument("--stack", help="stack whose config names the versions (default: the sample `make run` serves)")
     parser.add_argument("--versions", help="comma-separated versions instead of the stack's")
     parser.add_argument("--baseline", help="version the others are compared with (default: the control, else the default)")
     parser.add_argument("--run-dir", type=Path, default=PROJECT_ROOT / ".run", help="local run directory (modeldata/ and logs/)")
@@ -177,11 +177,14 @@ def _versions(args: argparse.Namespace) -> tuple[list[str], str]:
     if args.versions:
         names = [name.strip() for name in args.versions.split(",") if name.strip()]
         return names, args.baseline or names[0]
-    entries = {entry.name: entry for entry in load_stack_file(args.stack).config.models}
+    from aksinf.serve import sample_stack
+
+    stack = load_stack_file(args.stack) if args.stack else sample_stack()
+    entries = {entry.name: entry for entry in stack.config.models}
     entry = entries.get(args.endpoint)
     if entry is None or not entry.versions:
         endpoints = [name for name, e in entries.items() if e.versions]
-        raise ValueError(f"--endpoint {args.endpoint!r}: stack {args.stack!r} has no such endpoint; allowed: {', '.join(endpoints) or 'none'}")
+        raise ValueError(f"--endpoint {args.endpoint!r}: stack {args.stack or 'sample'!r} has no such endpoint; allowed: {', '.join(endpoints) or 'none'}")
     control = [v.name for v in entry.versions if v.version_type == "control"]
     default = [v.name for v in entry.versions if v.is_default]
     return [v.name for v in entry.versions], args.baseline or (control or default)[0]

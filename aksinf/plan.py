@@ -5,6 +5,8 @@ Runs the real program under mocks (no credentials), writes `plans/<stack>.json` 
 manifests, diffs against the previous plan, runs the policy pack; non-zero on a mandatory violation.
 `--policy-config` takes the file `pulumi up --policy-pack-config` takes (review/policy_config.py), so a
 rule made advisory (or mandatory) there is judged the same way here; a bad file stops before anything runs.
+`--live-state` takes the router's state document (the live split of each versioned endpoint, which the router
+owns) and prints it beside the configured split; a bad file stops before anything runs, too (exit 2).
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "plans", help="where plans/<stack>.json and manifests go")
     parser.add_argument("--policy-config", type=Path, metavar="FILE",
                         help="policy pack config, as for `pulumi up --policy-pack-config FILE`: rule -> level or {enforcementLevel, ...}")
+    parser.add_argument("--live-state", type=Path, metavar="FILE",
+                        help="the router's state document, to show each endpoint's live split beside the configured one: "
+                             "kubectl get configmap aks-inference-router-state -n aks-inference -o jsonpath='{.data.state\\.json}' > FILE")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -32,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
         print(error, file=sys.stderr)
         return 2
     from review import policy_config
-    from review.plan import main
+    from review.plan import main, read_live_state
 
     overrides = {}
     if args.policy_config is not None:
@@ -43,4 +48,13 @@ def run(args: argparse.Namespace) -> int:
             for issue in error.issues:
                 print(f"  - {issue}", file=sys.stderr)
             return 2
-    return main(args.stack, args.out, policy_overrides=overrides)
+    live_state = None
+    if args.live_state is not None:
+        try:
+            live_state = read_live_state(args.live_state)
+        except ConfigError as error:
+            print(f"{len(error.issues)} problem(s) in the live state {args.live_state}:", file=sys.stderr)
+            for issue in error.issues:
+                print(f"  - {issue}", file=sys.stderr)
+            return 2
+    return main(args.stack, args.out, policy_overrides=overrides, live_state=live_state)

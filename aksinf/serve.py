@@ -1,5 +1,10 @@
 """`aksinf serve`: run the platform locally (Envoy router + real inference servers on 127.0.0.1).
 
+Without `--stack` it serves the sample: the diabetes endpoint of `examples/models/diabetes/endpoint.yaml`
+(two versions behind /api/v1/service/diabetes/, 90/10 with a canary rollout), an `aks-inference:models`
+value checked by the stack contract like any stack's. An endpoint is printed with its scoring URI and keys
+(the endpoint's), each version's live share and how to pin it (header `azureml-model-deployment`).
+
 Each service runs in its own environment built from its conda file (`local.environments`, cached
 under `<run dir>/envs`), unless `--reuse-platform-env`. A service that cannot start (its environment
 does not build, its `init()` raises) is reported with its log's last lines and answers a JSON 503
@@ -23,6 +28,12 @@ from pathlib import Path
 from contract.stack import PROJECT_ROOT, Purpose
 
 SAMPLE = PROJECT_ROOT / "examples" / "models" / "diabetes"
+SAMPLE_MODELS = SAMPLE / "endpoint.yaml"
+# The least stack the contract accepts around the sample's models: a local sample deploys nothing, so no cluster
+# rule applies (DevTest: no production minimums; local accounts on: no admin group needed). It is served as
+# FastProd (autoscaling on) unless --purpose says otherwise.
+SAMPLE_STACK = {"purpose": "DevTest", "cluster": {"disableLocalAccounts": False}}
+SAMPLE_LOCATION = "westeurope"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,13 +57,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--strict", action="store_true", help="exit with code 1 if any service fails to start (CI)")
 
 
+def sample_stack():
+    """The sample's models (examples/models/diabetes/endpoint.yaml) as a loaded stack; ConfigError if invalid."""
+    import yaml
+
+    from contract.loading import load_stack
+
+    return load_stack({**SAMPLE_STACK, "models": yaml.safe_load(SAMPLE_MODELS.read_text())}, SAMPLE_LOCATION)
+
+
 def _services(args):
-    """(services, purpose, token settings): the sample, or the `models` of a stack file (loaded once)."""
+    """(services and endpoints, purpose, token settings): the sample, or the `models` of a stack file (loaded once)."""
     from contract.loading import load_stack_file
-    from contract.service import load_service
+    from local.platform import local_models
 
     if not args.stack:
-        return [load_service(SAMPLE, "diabetes")], args.purpose or "FastProd", None
+        return local_models(sample_stack()), args.purpose or "FastProd", None
     stack = load_stack_file(args.stack)
     config = stack.config
     if not config.models:
@@ -62,7 +82,7 @@ def _services(args):
         from router.spec import JwtSettings
 
         jwt = JwtSettings(config.auth.issuer, (config.auth.audience,), jwks_uri=config.auth.jwks_uri, jwks_ca_bundle=local_ca_bundle())
-    return list(stack.services), args.purpose or config.purpose, jwt
+    return local_models(stack), args.purpose or config.purpose, jwt
 
 
 def run(args: argparse.Namespace) -> int:
@@ -98,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
     except RunDirBusy as error:  # another live `aksinf serve` on this run dir: nothing was changed
         print(f"aksinf serve: {error}", file=sys.stderr)
         return 1
-    print(f"starting {len(services)} service(s): Envoy + azureml-inference-server-http on 127.0.0.1 ...", flush=True)
+    print(f"starting {len(platform.model_services)} service(s): Envoy + azureml-inference-server-http on 127.0.0.1 ...", flush=True)
     # Also during start-up: children live in their own sessions, so only we can stop them.
     previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -132,31 +152,76 @@ def _interrupt(*_) -> None:
 
 def _print_endpoints(platform, services, purpose: str) -> None:
     print(f"\nrouter      {platform.url}   (admin {platform.admin_url}, metrics http://127.0.0.1:{platform.metrics_port}/metrics)")
-    for service in services:
-        uri = f"{platform.url}/api/v1/service/{service.name}/score"
+    routes = {route.name: route for route in platform.endpoint_routes()}
+    for item in services:
+        if item.name in routes:
+            _print_endpoint(platform, item, routes[item.name], purpose)
+        else:
+            _print_service(platform, item, purpose)
+    sys.stdout.flush()
+
+
+def _print_service(platform, service, purpose: str) -> None:
+    uri = f"{platform.url}/api/v1/service/{service.name}/score"
+    failure = platform.failures.get(service.name)
+    state = "FAILED, " if failure else ""
+    print(f"\nservice     {service.name}  ({state}{service.deployment.auth_mode} auth, purpose {purpose})")
+    _print_environment(platform, service)
+    if failure:
+        _print_failure(failure, uri)
+        return
+    print(f"scoring URI {uri}")
+    if service.deployment.collects_model_data:
+        print(f"model data  {platform.modeldata}  (dataCollection.storageEnabled)")
+    print(f"swagger URI {platform.url}/api/v1/service/{service.name}/swagger.json")
+    _print_access(platform, service, uri)
+
+
+def _print_endpoint(platform, endpoint, route, purpose: str) -> None:
+    """An endpoint: its scoring URI and keys, then each version's share, environment and state."""
+    from router.spec import VERSION_HEADER
+
+    uri = f"{platform.url}/api/v1/service/{endpoint.name}/score"
+    print(f"\nendpoint    {endpoint.name}  ({endpoint.service.deployment.auth_mode} auth, purpose {purpose}, "
+          f"{len(endpoint.versions)} versions; the answering one is named in the response header {VERSION_HEADER})")
+    print(f"scoring URI {uri}")
+    _print_access(platform, endpoint.service, uri)
+    print(f"pin         add -H '{VERSION_HEADER}: <version>' to reach one version (same key)")
+    rollout = endpoint.entry.rollout
+    if rollout is not None:
+        print(f"rollout     steps {', '.join(f'{step}%' for step in rollout.steps)}, one healthy {rollout.analysis_window_seconds} s window each "
+              f"(max 5xx rate {rollout.max_server_error_rate:g}, p99 <= {rollout.max_p99_latency_ratio:g}x the control's, "
+              f"minRequests {rollout.min_requests}); live split in {platform.state_path}")
+    shares = {share.version: share for share in route.versions}
+    for service in endpoint.versions:
+        share = shares.get(service.name)
+        role = (f"{share.weight}%" if share and not share.mirror_percent else f"shadow {share.mirror_percent}%" if share else "-")
+        tags = [share.version_type] + (["default"] if share.is_default else []) if share else []
         failure = platform.failures.get(service.name)
-        state = "FAILED, " if failure else ""
-        print(f"\nservice     {service.name}  ({state}{service.deployment.auth_mode} auth, purpose {purpose})")
-        environment = platform.environment_of.get(service.name)
-        if environment is not None:
-            print(f"environment {environment.path}  (Python {environment.python_version})")
-        elif platform.environments is None:
-            print("environment the platform's own (--reuse-platform-env)")
-        for note in platform.notes(service):
-            print(f"note        {note}")
+        print(f"version     {service.name}  {role}  ({', '.join([*tags, 'FAILED'] if failure else tags)})")
+        _print_environment(platform, service, indent="  ")
         if failure:
             _print_failure(failure, uri)
-            continue
-        print(f"scoring URI {uri}")
-        if service.deployment.collects_model_data:
-            print(f"model data  {platform.modeldata}  (dataCollection.storageEnabled)")
-        print(f"swagger URI {platform.url}/api/v1/service/{service.name}/swagger.json")
-        keys = platform.keys.get(service.name, [])
-        for label, key in zip(("primary key", "secondary key"), keys):
-            print(f"{label:<11} {key}")
-        for label, line in try_lines(service, uri, keys, platform.jwt):
-            print(f"{label:<11} {line}")
-    sys.stdout.flush()
+    if any(s.deployment.collects_model_data for s in endpoint.versions):
+        print(f"model data  {platform.modeldata}  (per version; `aksinf compare --endpoint {endpoint.name}` joins them)")
+
+
+def _print_environment(platform, service, indent: str = "") -> None:
+    environment = platform.environment_of.get(service.name)
+    if environment is not None:
+        print(f"{indent + 'environment':<11} {environment.path}  (Python {environment.python_version})")
+    elif platform.environments is None:
+        print(f"{indent + 'environment':<11} the platform's own (--reuse-platform-env)")
+    for note in platform.notes(service):
+        print(f"{indent + 'note':<11} {note}")
+
+
+def _print_access(platform, service, uri: str) -> None:
+    keys = platform.keys.get(service.name, [])
+    for label, key in zip(("primary key", "secondary key"), keys):
+        print(f"{label:<11} {key}")
+    for label, line in try_lines(service, uri, keys, platform.jwt):
+        print(f"{label:<11} {line}")
 
 
 def _print_failure(failure, uri: str) -> None:

@@ -3,6 +3,11 @@ resources, container environment, ServiceAccount and Service metadata, Service, 
 (ingress and egress) and PodDisruptionBudget specs, and the NetworkPolicy peers and egress rules the
 router's policies share (components/router_manifests.py imports them: it depends on this module).
 
+A versioned endpoint (an `aks-inference:models` entry with `versions`, contract/endpoints.py) is no
+workload: each version is a model service like any other (its own everything, its Service naming the
+endpoint and the endpoint's keys Secret), and the endpoint is one Service without selector that the
+router routes by (`endpoint_metadata`, `endpoint_spec`), plus the keys Secret all its versions answer behind.
+
 The promise: every function here is pure. The same `ModelService`, `StackConfig` and strings give the
 same dicts, every time; nothing registers a resource, reads a file or imports Pulumi.
 `components.workloads.ModelWorkloads` only registers what these return. The few values that exist
@@ -23,12 +28,24 @@ from typing import Any
 from aksinf_runtime import environment as runtime_env
 from contract.names import PURPOSE_TAG
 from contract.service import ModelService
-from contract.stack import ACCELERATOR_LABEL, GPU_TAINT, StackConfig, toleration_for
+from contract.stack import (
+    ACCELERATOR_LABEL,
+    GPU_TAINT,
+    ModelEntry,
+    StackConfig,
+    toleration_for,
+)
 from contract.v1_files import DeploymentConfig
-from router.discovery import MODEL_SERVICE_LABEL, ROUTER_APP, ROUTER_NAMESPACE
+from router.discovery import (
+    ENDPOINT_LABEL,
+    MODEL_SERVICE_LABEL,
+    ROUTER_APP,
+    ROUTER_NAMESPACE,
+)
 from serving.translate import (
     autoscale_settings,
     discovery_annotations,
+    endpoint_annotations,
     initial_replicas,
     worker_timeout_seconds,
     workload_name,
@@ -290,12 +307,14 @@ def service_account_metadata(service: ModelService, config: StackConfig, identit
     return metadata
 
 
-def service_metadata(service: ModelService, config: StackConfig, model_files: Iterable[str]) -> dict:
-    """The discovery contract the in-cluster router reads, plus the model count for policy."""
+def service_metadata(service: ModelService, config: StackConfig, model_files: Iterable[str], endpoint: ModelService | None = None) -> dict:
+    """The discovery contract the in-cluster router reads, plus the model count for policy. A version of
+    `endpoint` names it, and answers behind the endpoint's keys (one scoring URI, one set of keys)."""
     return {
         **object_metadata(workload_name(service.name), service, config),
         "annotations": {
-            **discovery_annotations(service, autoscale_settings(service, config.purpose), keys_secret_name(service)),
+            **discovery_annotations(service, autoscale_settings(service, config.purpose), keys_secret_name(endpoint or service),
+                                    endpoint.name if endpoint else None),
             # For policy: v1 allowed at most 1,000 models per service (one top-level entry each).
             MODEL_COUNT_ANNOTATION: str(len({f.split("/", 1)[0] for f in model_files})),
         },
@@ -305,6 +324,22 @@ def service_metadata(service: ModelService, config: StackConfig, model_files: It
 def service_spec(service: ModelService) -> dict:
     """Cluster-internal only: the router is the one way in."""
     return {"type": "ClusterIP", "selector": selector_labels(service), "ports": [{"name": "http", "port": MODEL_PORT, "targetPort": "http"}]}
+
+
+def endpoint_metadata(endpoint: ModelService, entry: ModelEntry, config: StackConfig) -> dict:
+    """The endpoint object: labelled as a model service and as an endpoint, annotated with the endpoint's auth
+    and keys and its versions' traffic (serving.translate.endpoint_annotations)."""
+    metadata = object_metadata(workload_name(endpoint.name), endpoint, config)
+    return {
+        **metadata,
+        "labels": {**metadata["labels"], ENDPOINT_LABEL: "true"},
+        "annotations": endpoint_annotations(endpoint, entry, keys_secret_name(endpoint)),
+    }
+
+
+def endpoint_spec() -> dict:
+    """No selector, so no pods and no EndpointSlices of its own: the router sends its requests to the versions."""
+    return {"type": "ClusterIP", "ports": [{"name": "http", "port": MODEL_PORT}]}
 
 
 def router_pods_peer() -> dict:

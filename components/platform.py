@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_azure_native.resources as resources
@@ -29,6 +29,8 @@ class PlatformArgs:
     config: StackConfig
     services: Sequence[ModelService]  # the stack's model services, loaded with the config
     names: Names
+    # endpoint name -> its versions' services (LoadedStack.versions), deployed in place of the endpoint's own
+    versions: Mapping[str, Sequence[ModelService]] = field(default_factory=dict)
 
 
 class Platform(pulumi.ComponentResource):
@@ -50,7 +52,8 @@ class Platform(pulumi.ComponentResource):
         self.network = Network(f"{name}-network", NetworkArgs(config, names, rg_name), opts=child)
 
         self.registry_login_server = f"{names.registry}.azurecr.io"
-        collects = any(service.deployment.collects_model_data for service in args.services)
+        versions = [version for versions in args.versions.values() for version in versions]
+        collects = any(service.deployment.collects_model_data for service in (*args.services, *versions))
         self.egress_allowlist = egress_allowlist(config, self.registry_login_server, names.model_data_account if collects else None)
         self.egress = None
         if config.routes_egress:
@@ -109,7 +112,7 @@ class Platform(pulumi.ComponentResource):
                 ModelServicesArgs(
                     config, args.services, self.registry_login_server, monitoring=(rg_name, self.monitoring.workspace.id),
                     names=names, oidc_issuer_url=self.cluster.oidc_issuer_url,
-                    registry_password=self.registry.push_password,
+                    registry_password=self.registry.push_password, versions=args.versions,
                 ),
                 opts=pulumi.ResourceOptions(parent=self, providers=on_cluster, depends_on=pulls_ready),
             )
@@ -117,8 +120,8 @@ class Platform(pulumi.ComponentResource):
             self.router = RouterCluster(
                 f"{name}-router",
                 RouterClusterArgs(
-                    config, self.registry_login_server, args.services, list(self.models.namespaces.values()),
-                    registry_password=self.registry.push_password, published_ip=published_ip,
+                    config, self.registry_login_server, self.models.keyed_services, list(self.models.namespaces.values()),
+                    registry_password=self.registry.push_password, published_ip=published_ip, scaled=self.models.deployed,
                 ),
                 opts=pulumi.ResourceOptions(parent=self, providers=on_cluster, depends_on=pulls_ready),
             )
@@ -139,7 +142,7 @@ class Platform(pulumi.ComponentResource):
                 "scoringUri": self.router.base_url.apply(lambda base, s=service: base and f"{base}/api/v1/service/{s}/score"),
                 "swaggerUri": self.router.base_url.apply(lambda base, s=service: base and f"{base}/api/v1/service/{s}/swagger.json"),
             }
-            for service in sorted(self.models.workloads)
+            for service in self.models.scoring_names
         }
 
     def network_summary(self) -> dict:

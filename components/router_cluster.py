@@ -36,6 +36,7 @@ from components.router_manifests import (
     service_annotations,
     service_spec,
     services_by_namespace,
+    state_config_map,
 )
 from components.workloads import BUILD_DIR, content_image, image_ref
 from contract.service import ModelService
@@ -48,11 +49,13 @@ from serving.images import ROUTER_REPOSITORY, router_build_context
 class RouterClusterArgs:
     config: StackConfig
     registry_server: str
-    services: Sequence[ModelService]  # the model services the router discovers, reads the keys of and scales
+    services: Sequence[ModelService]  # what clients call (plain services, endpoints): the router reads their keys Secrets
     depends_on: list[pulumi.Resource]  # the model namespaces: its Roles live there
     registry_password: pulumi.Input[str] | None = None  # deploy-time push token (components.registry)
     # Where clients reach a router published by a firewall DNAT rule (the firewall's public IP), if so.
     published_ip: pulumi.Input[str] | None = None
+    # What runs pods, which the router scales (plain services, endpoint versions); None: `services`.
+    scaled: Sequence[ModelService] | None = None
 
 
 def _load_balancer_ip(status: k8s.core.v1.outputs.ServiceStatus | None) -> str | None:
@@ -79,12 +82,14 @@ class RouterCluster(pulumi.ComponentResource):
         account = k8s.core.v1.ServiceAccount(
             f"{name}-sa", metadata=object_metadata(ROUTER_APP), automount_service_account_token=False, opts=in_namespace,
         )
-        by_namespace = services_by_namespace(args.services)
-        for model_namespace, services in by_namespace.items():
+        scaled = args.services if args.scaled is None else args.scaled
+        keyed = services_by_namespace(args.services)
+        by_namespace = services_by_namespace([*args.services, *scaled])
+        for model_namespace in by_namespace:
             role = k8s.rbac.v1.Role(
                 f"{name}-models-{model_namespace}",
                 metadata=object_metadata(ROUTER_APP, model_namespace),
-                rules=model_namespace_rules(services),
+                rules=model_namespace_rules(keyed.get(model_namespace, []), [s for s in scaled if s.namespace == model_namespace]),
                 opts=pulumi.ResourceOptions(parent=self, depends_on=args.depends_on),
             )
             k8s.rbac.v1.RoleBinding(
@@ -98,6 +103,12 @@ class RouterCluster(pulumi.ComponentResource):
         k8s.rbac.v1.RoleBinding(
             f"{name}-self-binding", metadata=object_metadata(ROUTER_APP), role_ref=role_ref(), subjects=service_account_subjects(),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[own_role]),
+        )
+        # Declared once, empty; its data is the router's (rollbacks, scale-down windows): never reset by `pulumi up`.
+        state = state_config_map()
+        k8s.core.v1.ConfigMap(
+            f"{name}-state", metadata=state["metadata"], data=state["data"],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[namespace], ignore_changes=["data"]),
         )
         if tls.enabled:
             k8s.core.v1.Secret(

@@ -30,6 +30,7 @@ from contract.service import ModelService
 from contract.stack import StackConfig
 from router.discovery import ROUTER_APP, ROUTER_NAMESPACE
 from router.environment import RouterEnvironment
+from router.state import STATE_CONFIGMAP, STATE_KEY, RouterState, dump_state
 from serving.translate import workload_name
 
 TLS_SECRET = f"{ROUTER_APP}-tls"  # the kubernetes.io/tls Secret mounted at RouterEnvironment.tls_dir
@@ -86,14 +87,15 @@ def services_by_namespace(services: Iterable[ModelService]) -> dict[str, list[Mo
     return by_namespace
 
 
-def model_namespace_rules(services: Sequence[ModelService]) -> list[dict]:
-    """The router's rights in the namespace of `services`: discovery lists Services and EndpointSlices;
-    everything else is named. It reads the keys Secrets of the key-auth services by name (no rule
-    when there are none), and reads and scales only the model Deployments: a compromised router can
-    neither read other Secrets nor resize other workloads.
+def model_namespace_rules(services: Sequence[ModelService], scaled: Sequence[ModelService] | None = None) -> list[dict]:
+    """The router's rights in the namespace of `services` (what clients call: plain services and endpoints):
+    discovery lists Services and EndpointSlices; everything else is named. It reads the keys Secrets of the
+    key-auth services by name (no rule when there are none), and reads and scales only the Deployments of
+    `scaled` (what runs pods: plain services and endpoint versions; None: `services`): a compromised router
+    can neither read other Secrets nor resize other workloads, and is granted no name that does not exist.
     """
     keys_secrets = sorted(name for name in map(keys_secret_name, services) if name)
-    deployments = sorted(workload_name(service.name) for service in services)
+    deployments = sorted(workload_name(service.name) for service in (services if scaled is None else scaled))
     secrets = [{"apiGroups": [""], "resources": ["secrets"], "resourceNames": keys_secrets, "verbs": ["get"]}] if keys_secrets else []
     return [
         {"apiGroups": [""], "resources": ["services"], "verbs": ["get", "list", "watch"]},
@@ -105,11 +107,25 @@ def model_namespace_rules(services: Sequence[ModelService]) -> list[dict]:
 
 
 def own_namespace_rules() -> list[dict]:
-    """Leader election needs its Lease; peer routers are found through the router Service's EndpointSlices."""
+    """Leader election needs its Lease; peer routers are found through the router Service's EndpointSlices;
+    the router-owned state (live splits, autoscaler windows: router/state.py) is read and written in one
+    ConfigMap, by name (`state_config_map`)."""
     return [
         {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"]},
         {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["list"]},
+        {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": [STATE_CONFIGMAP], "verbs": ["get", "patch", "update"]},
     ]
+
+
+def state_config_map() -> dict:
+    """The router-owned state's ConfigMap (`metadata` and `data`), declared empty.
+
+    Kubernetes cannot limit `create` to a name (resourceNames does not apply to create:
+    https://kubernetes.io/docs/reference/access-authn-authz/rbac/#referring-to-resources), so rather than
+    let the router create any ConfigMap in its namespace, the deployer creates this one and the router
+    may only get/patch/update it. components/router_cluster.py registers it with ignore_changes on
+    `data`: what the router wrote (a rollback, the scale-down windows) is never reset by `pulumi up`."""
+    return {"metadata": object_metadata(STATE_CONFIGMAP), "data": {STATE_KEY: dump_state(RouterState())}}
 
 
 def _tcp(port: int) -> list[dict]:
@@ -121,10 +137,11 @@ def network_policies(environment: RouterEnvironment, tls_enabled: bool) -> dict[
 
     Every pod of the namespace starts denied both ways. Router pods then take scoring traffic from
     anywhere (the LoadBalancer keeps client addresses, so no narrower source exists) and status-port
-    traffic (`/load` for the leader, `/metrics`, `/ready`) only from router pods; Envoy's admin port
+    traffic (`/load` for the leader, `/metrics`, `/ready`) and peer-listener traffic (requests forwarded to a
+    service's slot owners, router/ownership.py) only from router pods; Envoy's admin port
     listens on 127.0.0.1 and no policy admits it. Router pods reach only DNS, HTTPS outside the
     instance metadata service (the API server and JWKS hosts), the model pods of
-    `environment.model_namespaces` on the model port, and their peers' status port.
+    `environment.model_namespaces` on the model port, and their peers' status and peer ports.
     """
     specs = {
         "default-deny": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]},
@@ -138,6 +155,13 @@ def network_policies(environment: RouterEnvironment, tls_enabled: bool) -> dict[
             "policyTypes": ["Ingress"],
             "ingress": [{"from": [router_pods_peer()], "ports": _tcp(environment.metrics_port)}],
         },
+        # The peer listener takes a service's requests from a router that holds none of its slots (router/ownership.py):
+        # plain HTTP, so router pods only. The owner authenticates them as on its scoring port.
+        "peer-from-router-pods": {
+            "podSelector": {"matchLabels": _router_pods()},
+            "policyTypes": ["Ingress"],
+            "ingress": [{"from": [router_pods_peer()], "ports": _tcp(environment.peer_port)}],
+        },
         "restricted-egress": {
             "podSelector": {"matchLabels": _router_pods()},
             "policyTypes": ["Egress"],
@@ -145,7 +169,7 @@ def network_policies(environment: RouterEnvironment, tls_enabled: bool) -> dict[
                 dns_egress(),
                 https_egress(),
                 {"to": [model_pods_peer(namespace) for namespace in environment.model_namespaces], "ports": _tcp(MODEL_PORT)},
-                {"to": [router_pods_peer()], "ports": _tcp(environment.metrics_port)},
+                {"to": [router_pods_peer()], "ports": _tcp(environment.metrics_port) + _tcp(environment.peer_port)},
             ],
         },
     }
@@ -157,6 +181,11 @@ def network_policies(environment: RouterEnvironment, tls_enabled: bool) -> dict[
 # buffered uploads (up to the 100 MB body cap each) is refused instead of OOM-killing the container.
 ENVOY_MEMORY_LIMIT_BYTES = 1024 * 2**20
 ENVOY_HEAP_BYTES = ENVOY_MEMORY_LIMIT_BYTES * 3 // 4
+# Envoy's container CPU limit, in whole cores, and its worker threads: one per core it may use. Envoy's
+# default is one worker per hardware thread of the node, e.g. 8 workers on a 2-CPU quota, which the kernel
+# throttles in turn while connections spread over workers that cannot all run
+# (https://www.envoyproxy.io/docs/envoy/latest/operations/cli#cmdoption-concurrency).
+ENVOY_CPU_LIMIT = 2
 
 
 def router_environment(config: StackConfig, model_namespaces: Sequence[str]) -> RouterEnvironment:
@@ -168,6 +197,7 @@ def router_environment(config: StackConfig, model_namespaces: Sequence[str]) -> 
         listen_port=RouterEnvironment().scoring_port(config.tls.enabled),
         router_replicas=router_replicas(config),
         envoy_heap_bytes=ENVOY_HEAP_BYTES,
+        envoy_concurrency=ENVOY_CPU_LIMIT,
         jwt_issuer=auth.issuer if auth else None,
         jwt_audience=auth.audience if auth else None,
         jwks_uri=auth.jwks_uri if auth else None,
@@ -266,7 +296,7 @@ def pod_spec(environment: RouterEnvironment, tls_enabled: bool, image: str) -> d
                 "env": env,
                 "ports": [{"name": "scoring", "containerPort": environment.scoring_port(tls_enabled)}],
                 **_probes(readiness={"tcpSocket": {"port": "scoring"}}, liveness={"tcpSocket": {"port": "scoring"}}),
-                "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"cpu": "2", "memory": f"{ENVOY_MEMORY_LIMIT_BYTES // 2**20}Mi"}},
+                "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"cpu": str(ENVOY_CPU_LIMIT), "memory": f"{ENVOY_MEMORY_LIMIT_BYTES // 2**20}Mi"}},
                 "securityContext": _hardened(),
                 "volumeMounts": mounts,
             },

@@ -2,14 +2,18 @@
 
 This module registers; what each object contains is built, purely, by `components.model_manifests`.
 
+A versioned endpoint registers a `ModelWorkloads` per version (a version is deployed exactly like a plain
+service, except that its Service names the endpoint and it has no keys of its own) and one `ModelEndpoint`:
+the endpoint's selector-less Service and its keys Secret. A change of traffic is a change of that Service alone.
+
 Replicas belong to the router's autoscaler after creation: the Deployment ignores
 `spec.replicas`, so the next preview never resets what the router scaled to.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pulumi
@@ -22,7 +26,7 @@ from components.acr_login import ACR_USERNAME
 from components.modeldata import Collector, ModelDataStorage, ModelDataStorageArgs
 from contract.names import Names
 from contract.service import ModelService
-from contract.stack import StackConfig
+from contract.stack import ModelEntry, StackConfig
 from router.discovery import SECRET_KEYS
 from serving.hashing import StatCache
 from serving.images import ENVIRONMENT_REPOSITORY, ServiceImage, service_image
@@ -43,6 +47,7 @@ class ModelWorkloadsArgs:
     monitoring: tuple[pulumi.Input[str], pulumi.Input[str]] | None = None  # (resource group, Log Analytics id)
     model_data: tuple[pulumi.Input[str], pulumi.Input[str]] | None = None  # (container URL, identity client id)
     registry_password: pulumi.Input[str] | None = None  # deploy-time push token (components.registry)
+    endpoint: ModelService | None = None  # set on a version: the endpoint it answers behind (and whose keys it uses)
 
 
 def image_ref(registry_server: str, repository: str, tag: str) -> str:
@@ -66,6 +71,61 @@ def content_image(
     )
 
 
+def keys_secret(
+    name: str, service: ModelService, config: StackConfig, key_versions: tuple[int, int], opts: pulumi.ResourceOptions
+) -> k8s.core.v1.Secret | None:
+    """The service's keys Secret when it uses key auth: the configured keys, else random ones, each regenerated
+    only when its `key_versions` entry is bumped (v1 regen_key)."""
+    secret_name = manifests.keys_secret_name(service)
+    if secret_name is None:
+        return None
+    configured = (service.deployment.keys.primary_key, service.deployment.keys.secondary_key)
+    keys = []
+    for index, label in enumerate(("primary", "secondary")):
+        if configured[index]:
+            keys.append(pulumi.Output.secret(configured[index]))
+            continue
+        password = random.RandomPassword(
+            f"{name}-{label}-key",
+            length=32,
+            special=False,
+            keepers={"version": str(key_versions[index])},  # bump to rotate only this key
+            opts=opts,
+        )
+        keys.append(password.result)
+    return k8s.core.v1.Secret(
+        f"{name}-keys",
+        metadata=manifests.object_metadata(secret_name, service, config),
+        type="Opaque",
+        string_data=dict(zip(SECRET_KEYS, keys)),
+        opts=opts,
+    )
+
+
+@dataclass
+class ModelEndpointArgs:
+    endpoint: ModelService  # the entry's own service: the endpoint's name, namespace and auth
+    entry: ModelEntry  # its `versions` and `rollout`
+    config: StackConfig
+    key_versions: tuple[int, int] = (0, 0)
+
+
+class ModelEndpoint(pulumi.ComponentResource):
+    """A versioned endpoint: no workload, only the Service the router routes by and the keys its versions share."""
+
+    def __init__(self, name: str, args: ModelEndpointArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("aks-inference:workloads:ModelEndpoint", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        keys_secret(name, args.endpoint, args.config, args.key_versions, child)
+        self.service = k8s.core.v1.Service(
+            f"{name}-service",
+            metadata=manifests.endpoint_metadata(args.endpoint, args.entry, args.config),
+            spec=manifests.endpoint_spec(),
+            opts=child,
+        )
+        self.register_outputs({"versions": [v.name for v in args.entry.versions]})
+
+
 class ModelWorkloads(pulumi.ComponentResource):
     """Registers one service's objects; what they contain is built by `components.model_manifests`."""
 
@@ -86,33 +146,13 @@ class ModelWorkloads(pulumi.ComponentResource):
             args.registry_password,
         )
 
-        keys_secret = manifests.keys_secret_name(service)
-        if keys_secret:
-            keys = []
-            for index, (label, configured) in enumerate((("primary", deployment.keys.primary_key), ("secondary", deployment.keys.secondary_key))):
-                if configured:
-                    keys.append(pulumi.Output.secret(configured))
-                    continue
-                password = random.RandomPassword(
-                    f"{name}-{label}-key",
-                    length=32,
-                    special=False,
-                    keepers={"version": str(args.key_versions[index])},  # bump to rotate only this key
-                    opts=child,
-                )
-                keys.append(password.result)
-            k8s.core.v1.Secret(
-                f"{name}-keys",
-                metadata=manifests.object_metadata(keys_secret, service, config),
-                type="Opaque",
-                string_data=dict(zip(SECRET_KEYS, keys)),
-                opts=child,
-            )
+        if args.endpoint is None:  # a version answers behind its endpoint's keys
+            keys_secret(name, service, config, args.key_versions, child)
 
         telemetry = bool(deployment.app_insights_enabled and args.monitoring)
         if telemetry:
             # v1 enableAppInsights: a workspace-based Application Insights component per service.
-            import pulumi_azure_native.applicationinsights as applicationinsights
+            from pulumi_azure_native import applicationinsights
 
             resource_group, workspace_id = args.monitoring
             insights = applicationinsights.Component(
@@ -150,7 +190,7 @@ class ModelWorkloads(pulumi.ComponentResource):
         )
         self.service = k8s.core.v1.Service(
             f"{name}-service",
-            metadata=manifests.service_metadata(service, config, args.image.model_files),
+            metadata=manifests.service_metadata(service, config, args.image.model_files, args.endpoint),
             spec=manifests.service_spec(service),
             opts=child,
         )
@@ -184,16 +224,30 @@ class ModelServicesArgs:
     names: Names | None = None
     oidc_issuer_url: pulumi.Input[str] | None = None  # for services that collect model data
     registry_password: pulumi.Input[str] | None = None  # deploy-time push token (components.registry)
+    # endpoint name -> its versions' services (LoadedStack.versions): each deployed in place of the entry's own service
+    versions: Mapping[str, Sequence[ModelService]] = field(default_factory=dict)
+
+
+def deployed_services(services: Sequence[ModelService], versions: Mapping[str, Sequence[ModelService]]) -> list[ModelService]:
+    """What runs pods, in `models` order: each plain service, and every version in place of its endpoint."""
+    return [workload for service in services for workload in (versions.get(service.name) or (service,))]
 
 
 class ModelServices(pulumi.ComponentResource):
-    """Every model service of the stack: namespaces, one build per distinct environment, the workloads."""
+    """Every model service of the stack: namespaces, one build per distinct environment, the workloads, and the
+    endpoint object of every versioned endpoint."""
 
     def __init__(self, name: str, args: ModelServicesArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("aks-inference:workloads:ModelServices", name, None, opts)
         config, services = args.config, args.services
+        self.deployed = deployed = deployed_services(services, args.versions)
+        # What clients call (/api/v1/service/<name>/): plain services and endpoints, never a version on its own.
+        self.scoring_names = sorted(s.name for s in services)
+        # The services whose keys Secrets the router reads: plain services and endpoints (a version has no keys of
+        # its own); what it scales is `deployed` (plain services and versions).
+        self.keyed_services = list(services)
         cache = StatCache(BUILD_DIR.parent / ".cache" / "aks-inference" / "hashes.json")
-        images = {s.name: service_image(s, cache) for s in services}
+        images = {s.name: service_image(s, cache) for s in deployed}
         cache.save()
         self.namespaces = {
             namespace: k8s.core.v1.Namespace(
@@ -201,7 +255,7 @@ class ModelServices(pulumi.ComponentResource):
                 metadata={"name": namespace, "labels": {"app.kubernetes.io/part-of": "aks-inference"}},
                 opts=pulumi.ResourceOptions(parent=self),
             )
-            for namespace in sorted({s.namespace for s in services})
+            for namespace in sorted({s.namespace for s in (*services, *deployed)})
         }
         environments: dict[str, tuple[str, docker.Image]] = {}
         for image in images.values():
@@ -214,25 +268,37 @@ class ModelServices(pulumi.ComponentResource):
                 f"{name}-environment-{tag}", ref, context, args.registry_server, pulumi.ResourceOptions(parent=self), args.registry_password,
             ))
         self.model_data = None
-        collectors = [Collector(s.name, s.namespace, workload_name(s.name)) for s in services if s.deployment.collects_model_data]
+        # Per version too: the collector's service name is the version's, so `aksinf compare` tells predictions apart.
+        collectors = [Collector(s.name, s.namespace, workload_name(s.name)) for s in deployed if s.deployment.collects_model_data]
         if collectors:
             self.model_data = ModelDataStorage(
                 f"{name}-modeldata",
                 ModelDataStorageArgs(config, args.names, args.monitoring[0], args.oidc_issuer_url, collectors),
                 opts=pulumi.ResourceOptions(parent=self),
             )
-        self.workloads = {}
+        self.workloads: dict[str, ModelWorkloads] = {}  # every Deployment's, versions' included
+        self.endpoints: dict[str, ModelEndpoint] = {}
         for service, entry in zip(services, config.models):
-            ref, build = environments[images[service.name].environment.tag]
-            self.workloads[service.name] = ModelWorkloads(
-                f"{name}-{service.name}",
-                ModelWorkloadsArgs(
-                    service, images[service.name], ref, build, config, args.registry_server,
-                    key_versions=(entry.key_rotation.primary, entry.key_rotation.secondary),
-                    monitoring=args.monitoring,
-                    model_data=(self.model_data.container_url, self.model_data.client_ids[service.name]) if service.deployment.collects_model_data else None,
-                    registry_password=args.registry_password,
-                ),
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.namespaces[service.namespace]]),
-            )
-        self.register_outputs({"services": sorted(self.workloads), "modelDataUrl": self.model_data.container_url if self.model_data else None})
+            key_versions = (entry.key_rotation.primary, entry.key_rotation.secondary)
+            versions = args.versions.get(service.name) or ()
+            endpoint = service if versions else None
+            if endpoint is not None:
+                self.endpoints[service.name] = ModelEndpoint(
+                    f"{name}-{service.name}", ModelEndpointArgs(service, entry, config, key_versions),
+                    opts=pulumi.ResourceOptions(parent=self, depends_on=[self.namespaces[service.namespace]]),
+                )
+            for workload in versions or (service,):
+                ref, build = environments[images[workload.name].environment.tag]
+                self.workloads[workload.name] = ModelWorkloads(
+                    f"{name}-{workload.name}",
+                    ModelWorkloadsArgs(
+                        workload, images[workload.name], ref, build, config, args.registry_server,
+                        key_versions=key_versions,
+                        monitoring=args.monitoring,
+                        model_data=(self.model_data.container_url, self.model_data.client_ids[workload.name]) if workload.deployment.collects_model_data else None,
+                        registry_password=args.registry_password,
+                        endpoint=endpoint,
+                    ),
+                    opts=pulumi.ResourceOptions(parent=self, depends_on=[self.namespaces[workload.namespace]]),
+                )
+        self.register_outputs({"services": self.scoring_names, "modelDataUrl": self.model_data.container_url if self.model_data else None})

@@ -17,6 +17,17 @@ the control plane leaves it alone, and its route answers the router's JSON 503 f
 `failures` says which failed and why (`aksinf serve` prints them; `--strict` makes any failure fatal).
 Each replica works in its own folder `<run dir>/replicas/<service>-<port>` (removed on `stop`).
 
+Versioned endpoints (contract/endpoints.py): an entry with `versions` is given as a `LocalEndpoint`
+(`local_models` makes them from a loaded stack). Its versions run, not the entry's own folder: each is a
+local service of its own (own replicas, queue and autoscaling, named after the version, so its model data
+and logs carry the version's name), reached only through the endpoint's route, which has the endpoint's
+auth and the endpoint name's keys in `.run/keys.json` (versions have none of their own). The endpoint's
+route is what the cluster router would discover from the endpoint object: local mode renders the same
+annotations (`serving.translate.endpoint_annotations`) and reads them back with `router.discovery`, so
+weights, the rollout policy and the revision are the cluster's. The control plane runs the canary loop
+with a `router.state.FileStateStore` at `<run dir>/router-state.json`; a decided split re-renders Envoy's
+routes at once (`on_traffic`), and a restart on the same run dir resumes the live split.
+
 One platform per run dir (`local.run_lock`): constructing one takes the run dir's lock before anything is
 written there (`RunDirBusy`, naming the holder's PID, if another live platform has it). Every child process is
 recorded in `<run dir>/serve-state.json` as it starts; `start` first stops what a killed predecessor recorded and
@@ -36,7 +47,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from contract.loading import LoadedStack
 from contract.service import ModelService
+from contract.stack import ModelEntry
 from contract.v1_files import check_auth_key
 from local import environments as local_environments
 from local.envoy_process import EnvoyProcess
@@ -45,11 +58,25 @@ from local.net import LOOPBACK, free_port
 from local.processes import LocalProcesses, LocalService
 from local.run_lock import RunLock, RunState, check_port_free, stop_leftovers
 from router.controlplane import ControlPlane, ManagedService
+from router.discovery import (
+    ENDPOINT_LABEL,
+    MODEL_SERVICE_LABEL,
+    DiscoveredEndpoint,
+    DiscoveredService,
+    discover_endpoints,
+)
 from router.envoy_files import ConfigWriter
 from router.metrics import collect, envoy_load
-from router.spec import JwtSettings, RouterSettings, ServiceRoute
+from router.spec import EndpointRoute, JwtSettings, RouterSettings, ServiceRoute
+from router.state import STATE_FILE, FileStateStore, RouterState, live_endpoint_routes
 from router.status import LocalEnvoy, StatusServer
-from serving.translate import autoscale_settings, initial_replicas, route_for
+from serving.translate import (
+    autoscale_settings,
+    endpoint_annotations,
+    initial_replicas,
+    route_for,
+    workload_name,
+)
 
 DEFAULT_PORT = 8800
 
@@ -113,9 +140,33 @@ def _readable(line: str) -> list[str]:
     return (text + (f"\n{record['exception']}" if record.get("exception") else "")).splitlines()
 
 
+@dataclass(frozen=True)
+class LocalEndpoint:
+    """A versioned endpoint to serve: its stack entry (versions, rollout), the entry's own folder as a service
+    (the endpoint's auth, configured keys and token rules) and its versions' services, in `versions` order."""
+
+    entry: ModelEntry
+    service: ModelService
+    versions: tuple[ModelService, ...]
+
+    @property
+    def name(self) -> str:
+        return self.entry.name
+
+
+def local_models(stack: LoadedStack) -> list[ModelService | LocalEndpoint]:
+    """What `LocalPlatform` serves of a loaded stack, in `models` order: a plain service as it is, an entry
+    with versions as a LocalEndpoint."""
+    return [
+        LocalEndpoint(entry, service, stack.versions[entry.name]) if entry.name in stack.versions else service
+        for entry, service in zip(stack.config.models, stack.services, strict=True)
+    ]
+
+
 @dataclass
 class LocalPlatform:
-    services: list[ModelService]
+    # Plain services, and endpoints whose versions run as services (`local_models`).
+    services: list[ModelService | LocalEndpoint]
     run_dir: Path
     purpose: str = "FastProd"
     listen_port: int = DEFAULT_PORT
@@ -137,6 +188,10 @@ class LocalPlatform:
             raise
 
     def _set_up(self) -> None:
+        self.endpoints = [e for e in self.services if isinstance(e, LocalEndpoint)]
+        self.endpoint_of = {v.name: e.name for e in self.endpoints for v in e.versions}
+        # Every service that runs replicas: the plain ones and every endpoint's versions.
+        self.model_services = [s for item in self.services for s in (item.versions if isinstance(item, LocalEndpoint) else (item,))]
         self.run_state = RunState(self.run_dir)
         self.keys = self._keys()
         self.modeldata = self.modeldata or (self.run_dir / "modeldata").resolve().as_uri()
@@ -148,12 +203,16 @@ class LocalPlatform:
             jwt=self.jwt,
         )
         self.writer = ConfigWriter(self.settings.config_dir)
+        # The endpoints as the cluster router would discover them, and the live split the control plane keeps.
+        self.discovered = [self._discovered(e) for e in self.endpoints]
+        self.live_state = FileStateStore(self.state_path).load()  # a restart resumes a rollback or a rollout step
         self.actuator = LocalProcesses(
-            [LocalService(self._route(s), self._server_command(s)) for s in self.services],
+            [LocalService(self._route(s), self._server_command(s)) for s in self.model_services],
             self.writer,
             self.settings,
             self.run_dir / "logs",
             on_start=lambda service, replica: self.run_state.started("replica", replica.process.pid, replica.port, service),
+            endpoints=self.endpoint_routes,
         )
         self.stop_event = threading.Event()
         self.metrics_port = free_port()
@@ -163,7 +222,8 @@ class LocalPlatform:
         path = self.run_dir / "keys.json"
         stored = stored_keys(path)
         keys = {}
-        for service in self.services:
+        # The endpoints' own: their versions answer behind them and have no keys of their own.
+        for service in [s for s in self.model_services if s.name not in self.endpoint_of] + [e.service for e in self.endpoints]:
             if service.deployment.auth_mode != "key":
                 continue
             configured = [k for k in (service.deployment.keys.primary_key, service.deployment.keys.secondary_key) if k]
@@ -199,7 +259,7 @@ class LocalPlatform:
     def _build_environments(self) -> None:
         """One environment per environment tag; a tag that cannot be built fails every service using it."""
         by_tag: dict[str, list[ModelService]] = {}
-        for service in self.services:
+        for service in self.model_services:
             by_tag.setdefault(local_environments.environment_for(service).tag, []).append(service)
         for tag, services in by_tag.items():
             names = ", ".join(s.name for s in services)
@@ -255,8 +315,37 @@ class LocalPlatform:
                 for name, state in self.actuator.services.items() if any(not r.ready for r in state.replicas)
             ]
 
+    @property
+    def state_path(self) -> Path:
+        """The router-owned state (router/state.py): each endpoint's live split and rollout, the autoscaler's windows."""
+        return self.run_dir / STATE_FILE
+
+    def _discovered(self, endpoint: LocalEndpoint) -> DiscoveredEndpoint:
+        """`endpoint` read back from the object the cluster deployer would write for it (same annotations, same
+        discovery), with its keys from .run/keys.json instead of a Secret."""
+        service = endpoint.service
+        document = {"metadata": {
+            "name": workload_name(service.name), "namespace": service.namespace,
+            "labels": {MODEL_SERVICE_LABEL: "true", ENDPOINT_LABEL: "true"},
+            "annotations": endpoint_annotations(service, endpoint.entry, None),
+        }}
+        versions = [DiscoveredService(self._route(v), workload_name(v.name), autoscale_settings(v, self.purpose), f"{v.namespace}/{workload_name(v.name)}")
+                    for v in endpoint.versions]
+        (found,) = discover_endpoints([document], [], versions)
+        return replace(found, route=replace(found.route, keys=tuple(self.keys.get(service.name, ()))))
+
+    def endpoint_routes(self) -> list[EndpointRoute]:
+        """Every endpoint's route with its live split (the configured one until the control plane decides)."""
+        return live_endpoint_routes(self.discovered, self.live_state)
+
+    def _traffic_changed(self, state: RouterState) -> None:
+        """The control plane decided a split: Envoy's routes follow at once."""
+        self.live_state = state
+        self.actuator.publish()
+
     def _route(self, service: ModelService) -> ServiceRoute:
-        return route_for(service, tuple(self.keys.get(service.name, ())))
+        endpoint = self.endpoint_of.get(service.name)
+        return replace(route_for(service, tuple(self.keys.get(service.name, ()))), endpoint=endpoint)
 
     @property
     def url(self) -> str:
@@ -277,13 +366,14 @@ class LocalPlatform:
                 self._build_environments()
             for failure in list(self.failures.values()):
                 self._fail(failure)
-            autoscale = {s.name: autoscale_settings(s, self.purpose, self.scale_down_window_seconds) for s in self.services}
-            for service in self.services:
+            autoscale = {s.name: autoscale_settings(s, self.purpose, self.scale_down_window_seconds) for s in self.model_services}
+            for service in self.model_services:
                 if service.name not in self.failures:
                     self.actuator.scale(service.name, initial_replicas(autoscale[service.name]))
             self._wait_for_services(ready_timeout)
             managed = [
-                ManagedService(s.name, self._route(s).cluster_name, autoscale[s.name]) for s in self.services if s.name not in self.failures
+                ManagedService(s.name, self._route(s).cluster_name, autoscale[s.name], s.namespace)
+                for s in self.model_services if s.name not in self.failures
             ]
             self.envoy = EnvoyProcess(
                 self.writer.write_bootstrap(self.settings), self.settings.admin_port, self.run_dir / "envoy.log",
@@ -295,7 +385,9 @@ class LocalPlatform:
             self.control_plane = ControlPlane(
                 managed, self.actuator, [self.admin_url], collector=functools.partial(collect, read=envoy_load),
                 on_tick=self.actuator.reconcile, on_latency=self.actuator.observe_latency,
+                store=FileStateStore(self.state_path), on_traffic=self._traffic_changed,
             )
+            self.control_plane.set_endpoints(self.discovered)
             self.status_server = StatusServer(
                 (LOOPBACK, self.metrics_port), self.control_plane.registry, LocalEnvoy(self.settings.admin_port), self.writer
             ).start()

@@ -1,6 +1,7 @@
 """The local-process actuator: each replica a real azureml-inference-server-http process on 127.0.0.1.
 
-Ready replicas are published to Envoy as the endpoints of their service's cluster; a replica scaled away is first taken out of
+Ready replicas are published to Envoy as the endpoints of their service's cluster (with the versioned
+endpoints' routes, `endpoints()`, rendered from their live split); a replica scaled away is first taken out of
 Envoy's config, then drained, then stopped. A replica that exits on its own (crash, OOM kill, `kill`)
 is taken out of Envoy's config on the next `reconcile` and replaced, at once the first time and then
 with doubling delays; after MAX_RESTARTS exits of one service within RESTART_WINDOW_SECONDS it is no
@@ -23,7 +24,7 @@ from pathlib import Path
 from local.net import LOOPBACK, free_port
 from router.envoy_files import ConfigWriter
 from router.metrics import in_flight_per_host
-from router.spec import Endpoint, RouterSettings, ServiceRoute
+from router.spec import Endpoint, EndpointRoute, RouterSettings, ServiceRoute
 
 log = logging.getLogger(__name__)
 
@@ -81,13 +82,16 @@ class LocalProcesses:
     def __init__(
         self, services: list[LocalService], writer: ConfigWriter, settings: RouterSettings, log_dir: Path,
         on_start: Callable[[str, Replica], None] = lambda service, replica: None,
+        endpoints: Callable[[], list[EndpointRoute]] = list,
     ):
-        """`on_start(service, replica)`: called as soon as a replica's process exists (local mode records it)."""
+        """`on_start(service, replica)`: called as soon as a replica's process exists (local mode records it).
+        `endpoints()`: the versioned endpoints' routes as they are to serve now (their versions are services here)."""
         self.services = {s.route.name: s for s in services}
         self.writer = writer
         self.settings = settings
         self.log_dir = log_dir
         self.on_start = on_start
+        self.endpoints = endpoints
         self.lock = threading.RLock()
         self.draining: list[threading.Thread] = []
         self.stopped = False
@@ -154,7 +158,8 @@ class LocalProcesses:
             ]
 
     def publish(self) -> bool:
-        return bool(self.writer.write(self.routes(), self.settings))
+        with self.lock:
+            return bool(self.writer.write(self.routes(), self.settings, self.endpoints()))
 
     def observe_latency(self, latencies: dict[str, float]) -> bool:
         """Record observed service times; re-publish only when a queue's size actually changes."""

@@ -48,8 +48,14 @@ from contract.kubernetes_versions import (
     supported_on,
 )
 from contract.names import PURPOSE_TAG as PURPOSE
-from contract.stack import ACCELERATOR_LABEL, GPU_TAINT, PRODUCTION_FIREWALL_PUBLIC_IPS, PRODUCTION_PURPOSES
+from contract.stack import (
+    ACCELERATOR_LABEL,
+    GPU_TAINT,
+    PRODUCTION_FIREWALL_PUBLIC_IPS,
+    PRODUCTION_PURPOSES,
+)
 from contract.vmsizes import retirement, vcpus
+from router.discovery import ENDPOINT, ENDPOINT_LABEL, SERVICE_NAME, VERSIONS
 from router.discovery import MODEL_SERVICE_LABEL as MODEL_LABEL
 from router.discovery import ROUTER_APP as ROUTER_NAME
 
@@ -545,6 +551,70 @@ def _model_auth(p, _):
         yield f"model service {_get(p, 'metadata', 'name')} has no key or token auth"
 
 
+# --- Versioned endpoints (contract/endpoints.py; the objects: components/model_manifests.py) -------------
+
+def _is_endpoint(props: Any) -> bool:
+    return _labels(props).get(ENDPOINT_LABEL) == "true"
+
+
+def _endpoint_versions(p) -> list[dict] | None:
+    """The VERSIONS annotation of an endpoint Service; None when it is not a readable list of objects."""
+    try:
+        versions = json.loads(_annotations(p).get(VERSIONS) or "null")
+    except ValueError:
+        return None
+    return versions if isinstance(versions, list) and all(isinstance(v, dict) for v in versions) else None
+
+
+def _share(version: dict) -> int:
+    share = version.get("trafficPercentile")
+    return share if isinstance(share, int) and not isinstance(share, bool) else 0
+
+
+def _endpoint_control(p, _):
+    if not (_is_endpoint(p) and _is_production(p)):
+        return
+    versions = _endpoint_versions(p)
+    if versions is None:
+        yield f"endpoint {_get(p, 'metadata', 'name')} has no readable {VERSIONS} annotation"
+    elif not any(v.get("versionType") == "control" for v in versions):
+        yield f"production endpoint {_get(p, 'metadata', 'name')} has no control version (versions: {', '.join(str(v.get('name')) for v in versions)})"
+
+
+def _treatment_takes_all(p, _):
+    """All client traffic on treatments while the default answers none (its share is what the others leave)."""
+    versions = _endpoint_versions(p) if _is_endpoint(p) else None
+    if not versions:
+        return
+    defaults = [v for v in versions if v.get("isDefault") is True]
+    left = 100 - sum(_share(v) for v in versions if v.get("isDefault") is not True)
+    treatments = [v for v in versions if v.get("isDefault") is not True and v.get("versionType") != "control" and _share(v) > 0]
+    if left <= 0 and sum(_share(v) for v in treatments) >= 100:
+        default = f"the default {defaults[0].get('name')} answers" if defaults else "there is no default version to answer"
+        yield (f"endpoint {_get(p, 'metadata', 'name')}: treatment(s) {', '.join(str(v.get('name')) for v in treatments)} take 100 % "
+               f"of the traffic while {default} none")
+
+
+def _versions_have_endpoints(args, report_violation):
+    """Every version Service (annotation ENDPOINT) names an endpoint Service of its namespace that lists it."""
+    endpoints = {}
+    for r in args.resources:
+        if r.resource_type == SERVICE and _is_endpoint(r.props):
+            key = (_get(r.props, "metadata", "namespace") or "default", _annotations(r.props).get(SERVICE_NAME))
+            endpoints[key] = {v.get("name") for v in _endpoint_versions(r.props) or []}
+    for r in args.resources:
+        named = _annotations(r.props).get(ENDPOINT) if r.resource_type == SERVICE else None
+        if named is None:
+            continue
+        namespace = _get(r.props, "metadata", "namespace") or "default"
+        version = _annotations(r.props).get(SERVICE_NAME)
+        listed = endpoints.get((namespace, named))
+        if listed is None:
+            report_violation(f"version {version} names endpoint {named}, which has no endpoint Service in namespace {namespace}", r.urn)
+        elif version not in listed:
+            report_violation(f"version {version} names endpoint {named}, whose {VERSIONS} annotation does not list it", r.urn)
+
+
 def _router_tls(args, report_violation):
     routers = [r for r in args.resources if r.resource_type == DEPLOYMENT
                and _labels(r.props).get("app.kubernetes.io/name") == ROUTER_NAME]
@@ -833,6 +903,19 @@ ALL = [
     _resource("model-auth-production", "Model services in FastProd/DenseProd must use key or token auth. "
               "Fix: leave `aks-inference:models[].deployment.authEnabled` unset or true, or set `aks-inference:models[].deployment.tokenAuthEnabled`.",
               MANDATORY, (SERVICE,), _model_auth),
+    _resource("endpoint-control-version-production", "A FastProd/DenseProd versioned endpoint must have a control version (versionType control), "
+              "the baseline its treatments are compared with and a rollback returns to. "
+              "Fix: set `aks-inference:models[].versions[].versionType` to control on one version (usually the default).",
+              MANDATORY, (SERVICE,), _endpoint_control),
+    _resource("endpoint-treatment-not-all-traffic", "A versioned endpoint must not send 100 % of its traffic to treatment versions while its default version "
+              f"answers none (the endpoint Service's {VERSIONS} annotation): nothing would remain to compare with or fall back on. "
+              "Fix: lower the treatment's `aks-inference:models[].versions[].trafficPercentile`, or promote it by making it the default with `aks-inference:models[].versions[].isDefault`.",
+              MANDATORY, (SERVICE,), _treatment_takes_all),
+    StackValidationPolicy(name="endpoint-versions-have-endpoints",
+                          description=f"A version Service (annotation {ENDPOINT}) must name an endpoint Service of its namespace that exists in the stack and lists it in {VERSIONS}; "
+                                      "otherwise the router serves it nowhere. "
+                                      "Fix: declare the version under `aks-inference:models[].versions` of its endpoint, in the endpoint's namespace (`components/model_manifests.py` writes both objects).",
+                          enforcement_level=MANDATORY, validate=_versions_have_endpoints),
     StackValidationPolicy(name="router-tls-production",
                           description="The router must serve TLS in FastProd/DenseProd (a kubernetes.io/tls Secret mounted by the router), "
                                       f"unless the stack serves plain HTTP explicitly (the router Deployment's {TLS_INSECURE_ANNOTATION} annotation, set from tls.allowInsecure). "

@@ -10,6 +10,12 @@ needs a rebuild or AKS rejects it.
 Warnings (a service with `enableGpu` but no `gpuCores`, serving.images.image_warnings) are printed after the
 changes; they never fail the plan.
 
+Versioned endpoints: the plan prints each endpoint's configured split (what `pulumi up` writes on the endpoint
+Service) apart from the live one, which the router owns (a canary step or a rollback, kept in its ConfigMap
+`aks-inference-router-state`, never in Pulumi state). `read_live_state` reads that document, as
+`kubectl get configmap aks-inference-router-state -n aks-inference -o jsonpath='{.data.state\\.json}'` prints it,
+strictly: a document it cannot read is a keyed error, never a guess.
+
 No credentials, no Pulumi CLI. Secret values never reach the output: every input the engine
 marked secret is replaced by `[secret]`, and any string still containing a known secret
 value (e.g. a generated key copied elsewhere) is redacted too.
@@ -20,11 +26,13 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from components.model_manifests import endpoint_metadata
 from components.replacement import (
     AGENT_POOL,
     CLUSTER,
@@ -33,13 +41,21 @@ from components.replacement import (
     matching,
     value_at,
 )
-from contract.errors import REDACTED
-from contract.loading import LOCATION_KEY, load_stack, read_stack_file
-from contract.stack import NAMESPACE
+from contract.endpoints import PERCENT
+from contract.errors import REDACTED, ConfigError, ConfigIssue
+from contract.loading import LOCATION_KEY, LoadedStack, load_stack, read_stack_file
+from contract.service import ModelService
+from contract.stack import NAMESPACE, ModelEntry, StackConfig
 from policies.pack import LEVELS
 from review.analyzer import analyze
 from review.offline import OfflineRun, run_program
+from router.discovery import ROUTER_NAMESPACE, discover_endpoints
+from serving.endpoints import endpoint_traffic
 from serving.images import image_warnings
+
+# The router's own store of live splits (router-owned: Pulumi never declares its contents).
+ROUTER_STATE_CONFIGMAP = "aks-inference-router-state"
+ROUTER_STATE_KEY = "state.json"
 
 
 def _path_value(value: Any, dotted: str) -> Any:
@@ -219,18 +235,126 @@ def _short(urn: str) -> str:
     return urn.rsplit("::", 1)[-1]
 
 
-def warnings_of(stack: str, config: Mapping[str, Any] | None) -> list[str]:
-    """What builds but is probably not meant (serving.images.image_warnings) for every service of the stack."""
+def _loaded(stack: str, config: Mapping[str, Any] | None) -> LoadedStack:
     raw = dict(read_stack_file(stack) if config is None else config)
     prefix = f"{NAMESPACE}:"
     values = {key.removeprefix(prefix): value for key, value in raw.items() if key.startswith(prefix)}
-    return [warning for service in load_stack(values, raw.get(LOCATION_KEY)).services for warning in image_warnings(service)]
+    return load_stack(values, raw.get(LOCATION_KEY))
+
+
+def warnings_of(loaded: LoadedStack) -> list[str]:
+    """What builds but is probably not meant (serving.images.image_warnings) for every service of the stack."""
+    services = [*loaded.services, *(v for versions in loaded.versions.values() for v in versions)]
+    return [warning for service in services for warning in image_warnings(service)]
+
+
+@dataclass(frozen=True)
+class LiveTraffic:
+    """One endpoint's entry of the router's state document (`traffic["<namespace>/<endpoint>"]`)."""
+
+    split: dict[str, int]  # version -> percent of client requests, as the router applies it now
+    revision: str = ""  # the configuration it was decided for (the router drops it when that changes)
+    phase: str = ""
+    step: int | None = None
+    cause: str = ""
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _live_entry(key: str, entry: Any) -> tuple[LiveTraffic | None, list[ConfigIssue]]:
+    where = f"traffic[{key}]"
+    if "/" not in key:
+        return None, [ConfigIssue(where, key, "must be keyed <namespace>/<endpoint>")]
+    if not isinstance(entry, Mapping):
+        return None, [ConfigIssue(where, entry, "must be an object with split, revision, phase, step and cause")]
+    issues = []
+    split = entry.get("split")
+    if not isinstance(split, Mapping) or not all(_is_int(v) and 0 <= v <= PERCENT for v in split.values()):
+        issues.append(ConfigIssue(f"{where}.split", split, f"must map each version to a whole percent 0-{PERCENT}"))
+    for name, wanted in (("revision", str), ("phase", str), ("cause", str)):
+        if entry.get(name) is not None and not isinstance(entry[name], wanted):
+            issues.append(ConfigIssue(f"{where}.{name}", entry[name], "must be a string"))
+    if entry.get("step") is not None and not _is_int(entry["step"]):
+        issues.append(ConfigIssue(f"{where}.step", entry["step"], "must be a whole number"))
+    if issues:
+        return None, issues
+    return LiveTraffic(dict(split), entry.get("revision") or "", entry.get("phase") or "", entry.get("step"), entry.get("cause") or ""), []
+
+
+def read_live_state(path: Path) -> dict[str, LiveTraffic]:
+    """`traffic` of the router's state document at `path`: "<namespace>/<endpoint>" -> its live split.
+    ConfigError naming every problem when the file is missing, not JSON or not of that shape."""
+    try:
+        document = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError([ConfigIssue("live-state", str(path), f"cannot be read: {error}")]) from None
+    except (ValueError, RecursionError) as error:
+        raise ConfigError([ConfigIssue("live-state", str(path), f"is not JSON ({error}); expected the {ROUTER_STATE_KEY} of ConfigMap {ROUTER_STATE_CONFIGMAP}")]) from None
+    traffic = document.get("traffic", {}) if isinstance(document, dict) else None
+    if not isinstance(traffic, dict):
+        raise ConfigError([ConfigIssue("live-state", str(path), 'must be a JSON object {"traffic": {"<namespace>/<endpoint>": {"split": {...}, ...}}, ...}')])
+    found, issues = {}, []
+    for key, entry in traffic.items():
+        live, problems = _live_entry(key, entry)
+        issues += problems
+        if live is not None:
+            found[key] = live
+    if issues:
+        raise ConfigError(issues)
+    return found
+
+
+def _split(shares: Mapping[str, int]) -> str:
+    return ", ".join(f"{version} {share} %" for version, share in shares.items())
+
+
+def _configured_revision(service: ModelService, entry: ModelEntry, config: StackConfig) -> str:
+    """The revision the router computes for the endpoint Service the program writes for `entry` (read back by
+    `router.discovery` itself): a live split of another revision is stale, and the router drops it."""
+    [read] = discover_endpoints([{"metadata": endpoint_metadata(service, entry, config)}], [], [])
+    return read.revision
+
+
+def endpoint_lines(loaded: LoadedStack, live: Mapping[str, LiveTraffic] | None) -> list[str]:
+    """Per endpoint, the configured split and (given the router's state) the live one beside it; without the
+    state, one line saying where the live split is kept."""
+    lines = []
+    services = {service.name: service for service in loaded.services}
+    for entry in loaded.config.models:
+        traffic = endpoint_traffic(entry)
+        if traffic is None:
+            continue
+        service = services[entry.name]
+        key = f"{service.namespace}/{entry.name}"
+        configured = f"configured {_split(dict(traffic.weighted_clusters))}"
+        if traffic.mirrors:
+            configured += f"; mirrored {_split(dict(traffic.mirrors))}"
+        if live is None:
+            lines.append(f"  {key:<40} {configured}")
+            continue
+        applied = live.get(key)
+        if applied is None:
+            shown = "live: the configured split (the router holds no other)"
+        else:
+            details = [f"phase {applied.phase}" if applied.phase else "", f"step {applied.step}" if applied.step is not None else "",
+                       f"cause {applied.cause}" if applied.cause else "", f"revision {applied.revision}" if applied.revision else ""]
+            shown = f"live {_split(applied.split)}" + (f" ({', '.join(d for d in details if d)})" if any(details) else "")
+            if applied.revision and applied.revision != _configured_revision(service, entry, loaded.config):
+                shown += "; stale: decided for another configuration, the router drops it and applies the configured split"
+        lines.append(f"  {key:<40} {configured}  |  {shown}")
+    if lines and live is None:
+        lines.append(f"  live split: kept by the router in ConfigMap {ROUTER_STATE_CONFIGMAP} (namespace {ROUTER_NAMESPACE}, key {ROUTER_STATE_KEY}); "
+                     "compare with `aksinf plan --live-state FILE`")
+    return ["Endpoints (configured target | live split):", *lines] if lines else []
 
 
 def main(stack: str, out_dir: Path, *, config: Mapping[str, Any] | None = None,
-         policy_overrides: Mapping[str, Any] | None = None, out=None) -> int:
+         policy_overrides: Mapping[str, Any] | None = None, live_state: Mapping[str, LiveTraffic] | None = None, out=None) -> int:
     """Plan `stack` into `out_dir` (report to `out`, default the current stdout); non-zero on a program error
-    or any mandatory violation."""
+    or any mandatory violation. `live_state`: the router's live splits (`read_live_state`), shown beside the
+    configured ones."""
     out = out or sys.stdout
     run = run_program(stack, config)
     if run.error is not None:
@@ -250,7 +374,10 @@ def main(stack: str, out_dir: Path, *, config: Mapping[str, Any] | None = None,
             print(f"      recipe for {', '.join(e.path for e in entries if e.recipe == recipe)}: Azure cannot change this in place; {recipe}", file=out)
     counts = {mark: sum(1 for c in changes if c[0] == mark) for mark in ("+", "~", "+-", "!!", "-")}
     print("Changes: " + (", ".join(f"{n} {m}" for m, n in counts.items() if n) or "none"), file=out)
-    for warning in warnings_of(stack, config):
+    loaded = _loaded(stack, config)
+    for line in endpoint_lines(loaded, live_state):
+        print(line, file=out)
+    for warning in warnings_of(loaded):
         print(f"Warning: {warning}", file=out)
     for level in LEVELS:
         print(f"Policies {level}: {len(diagnostics[level])} violation(s)", file=out)

@@ -4,7 +4,9 @@ They are served to Envoy as files (file-based xDS) by `router/envoy_files.py`.
 Layout of the config directory (Envoy watches it; only a rename triggers a reload):
   bootstrap.json      static: admin on 127.0.0.1 only, LDS + CDS from files below
   lds.json            the listener: request-id guard -> body_size_limit -> jwt_authn -> rbac -> api_key_auth -> buffer -> router
-  rds.json            routes, one prefix per service: /api/v1/service/<name>/ (rewritten to /)
+  rds.json            routes, one prefix per service: /api/v1/service/<name>/ (rewritten to /); an endpoint's
+                      prefix spreads over its versions (pin header, weighted clusters, mirrors: `_endpoint_routes`)
+  rds-peer.json       with a peer port: the peer listener's routes (service-wide limits, below)
   cds.json            one cluster per served service, model-<namespace>-<name>, with its ready replicas
   sds-tls.json        the TLS certificate (rotates without restart)
 
@@ -16,8 +18,10 @@ inotify instance, and with the usual limit of 128 per user Envoy stops loading c
 beyond ~120 services (measured; bench/router.py). A CDS update replaces only the
 clusters whose replicas changed; in-flight requests finish on the old cluster object.
 
-Limits hold per service with several router replicas: each Envoy enforces its share of a service's
-concurrency cap and queue (`RouterSettings.router_replicas`, ServiceRoute.concurrency_share). A request's
+Limits hold per service with several router replicas: the live routers split each service's concurrency
+cap exactly (router/ownership.py), each Envoy enforcing its slots and the queue they imply; a router that
+holds none forwards the service's requests untouched to an owner's peer listener (rds-peer.json: the same
+routes, never forwarded again), where they are authenticated and served. A request's
 body is buffered whole before a replica is chosen, so a slow client holds no replica slot; a dead
 replica is ejected by outlier detection after its first failed connections.
 
@@ -25,35 +29,54 @@ Routes pass `refuse_unsafe` (router/spec.py) first: a refused service renders as
 cluster, and a route forwards requests only for the three known auth values. A token route also carries its
 service's `TokenAuthorization`: its own audience as a jwt_authn requirement, roles and clients as an RBAC
 policy on the verified token; the JWKS is fetched only from a host whose certificate validates.
+
+A versioned endpoint (router/spec.py: EndpointRoute) has the routes of one service (its name, prefix and
+auth) that forward to its versions' clusters: each version is a ServiceRoute of its own (cluster, queue,
+limits) with no route on its own prefix. Endpoints pass `refuse_unsafe_endpoints`: a refused one renders
+as a refused service does.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlparse
 
+from router.ownership import Ownership, ownership
 from router.spec import (
     HEALTH_PATH,
+    VERSION_HEADER,
+    EndpointRoute,
     JwtSettings,
     RouterSettings,
     ServiceRoute,
     TokenAuthorization,
+    VersionShare,
     is_ip_address,
     is_service_name,
     refuse_unsafe,
+    refuse_unsafe_endpoints,
+    served_versions,
 )
 
 T = "type.googleapis.com/"
 ROUTE_CONFIG = "models"
 STAT_PREFIX = "router"  # the connection manager's stats: http.router.*
+# The peer listener (service-wide limits, below): its route table, in a file of its own (a file-based RDS
+# subscription holds one route table), and its stats, apart from the clients' http.router.*.
+PEER_ROUTE_CONFIG = "peer"
+PEER_ROUTES_FILE = "rds-peer.json"
+PEER_STAT_PREFIX = "peer"
 TLS_SECRET = "router-tls"
 JWT_PROVIDER = "entra"
 API_KEY_FILTER = "envoy.filters.http.api_key_auth"
 JWT_FILTER = "envoy.filters.http.jwt_authn"
 RBAC_FILTER = "envoy.filters.http.rbac"
+BUFFER_FILTER = "envoy.filters.http.buffer"
 # jwt_authn writes a verified token's claims to the request's dynamic metadata, namespace JWT_FILTER,
 # under this key; the RBAC filter reads roles and azp/appid from there
 # (https://www.envoyproxy.io/docs/envoy/latest/api-v3/extensions/filters/http/jwt_authn/v3/config.proto).
@@ -76,6 +99,7 @@ SUBSCRIPTION_STATS = {
     "lds.json": "listener_manager.lds",
     "cds.json": "cluster_manager.cds",
     "rds.json": f"http.{STAT_PREFIX}.rds.{ROUTE_CONFIG}",
+    PEER_ROUTES_FILE: f"http.{PEER_STAT_PREFIX}.rds.{PEER_ROUTE_CONFIG}",
     "sds-tls.json": f"sds.{TLS_SECRET}",
 }
 # A client's x-request-id is kept only when it is a UUID (v1 clients correlate with theirs); anything
@@ -102,6 +126,7 @@ ACCESS_LOG_FORMAT = {
     "bytes_in": "%BYTES_RECEIVED%",
     "bytes_out": "%BYTES_SENT%",
     "client": "%REQ(X-AKSINF-CLIENT)%",
+    "version": "%RESP(AZUREML-MODEL-DEPLOYMENT)%",  # the endpoint version that answered (spec.VERSION_HEADER)
 }
 ERROR_BODY = {
     "status": "%RESPONSE_CODE%",
@@ -325,7 +350,7 @@ def _http_filters(settings: RouterSettings, audiences: Iterable[str] = ()) -> li
         # per request) instead of a replica slot
         # (https://www.envoyproxy.io/docs/envoy/latest/configuration/http/http_filters/buffer_filter).
         {
-            "name": "envoy.filters.http.buffer",
+            "name": BUFFER_FILTER,
             "typed_config": {
                 "@type": T + "envoy.extensions.filters.http.buffer.v3.Buffer",
                 "max_request_bytes": settings.max_request_bytes,
@@ -417,7 +442,7 @@ def _disabled() -> dict:
     return {"@type": T + "envoy.config.route.v3.FilterConfig", "disabled": True}
 
 
-def _key_auth(route: ServiceRoute, settings: RouterSettings) -> dict:
+def _key_auth(route: ServiceRoute | EndpointRoute, settings: RouterSettings) -> dict:
     config: dict = {
         API_KEY_FILTER: {
             "@type": T + "envoy.extensions.filters.http.api_key_auth.v3.ApiKeyAuthPerRoute",
@@ -463,8 +488,8 @@ def _claim(value: dict, claim: str) -> dict:
     return {"metadata": {"filter": JWT_FILTER, "path": [{"key": JWT_PAYLOAD}, {"key": claim}], "value": value}}
 
 
-def _service_audiences(routes: list[ServiceRoute]) -> list[str]:
-    """The own audiences of served token services: each needs a jwt_authn requirement in the listener."""
+def _service_audiences(routes: Iterable[ServiceRoute | EndpointRoute]) -> list[str]:
+    """The own audiences of served token services and endpoints: each needs a jwt_authn requirement in the listener."""
     return sorted({r.token_authorization.audience for r in routes if r.auth == "token" and not r.problems and r.token_authorization.audience})
 
 
@@ -490,10 +515,26 @@ def _answer(name: str, match: dict, status: int, text: str, settings: RouterSett
     }
 
 
+# The request's deadline, for the model replica (aksinf_runtime/deadlines.py reads them; a test keeps the
+# names equal): when Envoy received the request's first byte, epoch ms, and the service's scoring timeout.
+# The replica refuses to start run() past their sum. Envoy's plain start time, not a CEL sum: the CEL
+# formatter costs Envoy CPU on every request.
+RECEIVED_HEADER = "x-aksinf-received-ms"
+TIMEOUT_HEADER = "x-aksinf-timeout-ms"
+
+
+def _deadline_headers(route: ServiceRoute) -> list[dict]:
+    """The deadline headers, replacing any value the client sent
+    (https://www.envoyproxy.io/docs/envoy/latest/configuration/advanced/substitution_formatter: START_TIME)."""
+    values = {RECEIVED_HEADER: "%START_TIME(%s%3f)%", TIMEOUT_HEADER: str(route.scoring_timeout_ms)}
+    return [{"header": {"key": key, "value": value}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"} for key, value in values.items()]
+
+
 def _forward(route: ServiceRoute, auth: dict) -> dict:
     return {
         "name": route.name,
         "match": {"prefix": route.prefix},
+        "request_headers_to_add": _deadline_headers(route),
         "route": {
             "cluster": route.cluster_name,
             "prefix_rewrite": "/",
@@ -514,31 +555,108 @@ def _forward(route: ServiceRoute, auth: dict) -> dict:
     }
 
 
-def _service_route(route: ServiceRoute, settings: RouterSettings) -> dict:
-    """A service's route, by its auth setting: only the three known values forward a request, each with
-    its own filters. A refused service, a token service on a router without token validation and any
-    other auth value get an answer from the router instead, and reach no model."""
-    prefix = {"prefix": route.prefix}
-    reasons = "; ".join(route.problems)
-    match route.auth:
-        case "key" | "token" | "none" if route.problems:
-            return _answer(route.name, prefix, 503, f"{SERVICE_REFUSED}: {reasons}", settings)
+def _guarded(item: ServiceRoute | EndpointRoute, settings: RouterSettings, forward: Callable[[dict], list[dict]]) -> list[dict]:
+    """A service's or an endpoint's routes, by its auth setting: only the three known values forward a
+    request (`forward` builds the routes from the per-filter auth config), each with its own filters. A
+    refused one, a token one on a router without token validation and any other auth value get an answer
+    from the router instead, and reach no model."""
+    prefix = {"prefix": item.prefix}
+    reasons = "; ".join(item.problems)
+    match item.auth:
+        case "key" | "token" | "none" if item.problems:
+            return [_answer(item.name, prefix, 503, f"{SERVICE_REFUSED}: {reasons}", settings)]
         case "key":
-            return _forward(route, _key_auth(route, settings))
+            return forward(_key_auth(item, settings))
         case "token" if settings.jwt:
-            return _forward(route, _token_auth(route.token_authorization))
+            return forward(_token_auth(item.token_authorization))
         case "token":  # fail closed: no token can be validated here
-            return _answer(route.name, prefix, 401, TOKEN_AUTH_MISSING, settings)
+            return [_answer(item.name, prefix, 401, TOKEN_AUTH_MISSING, settings)]
         case "none":
-            return _forward(route, _open_route(settings))
+            return forward(_open_route(settings))
         case _:
-            return _answer(route.name, prefix, 403, f"{INVALID_AUTH}: {reasons}", settings)
+            return [_answer(item.name, prefix, 403, f"{INVALID_AUTH}: {reasons}", settings)]
 
 
-def _routes(routes: list[ServiceRoute], settings: RouterSettings) -> list[dict]:
-    """The route table; a service whose name cannot be a URL segment gets no route at all."""
+def _service_route(route: ServiceRoute, settings: RouterSettings) -> list[dict]:
+    return _guarded(route, settings, lambda auth: [_forward(route, auth)])
+
+
+def _version_header(version: str) -> dict:
+    """The response header naming the version that answered (a model's own value is replaced)."""
+    return {"header": {"key": VERSION_HEADER, "value": version}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}
+
+
+def _endpoint_routes(endpoint: EndpointRoute, versions: Mapping[str, ServiceRoute], settings: RouterSettings) -> list[dict]:
+    """An endpoint's routes, all behind the endpoint's auth (`_guarded`: a pin never bypasses it), first match wins:
+
+    1. one pin route per version that can serve (`served_versions`, shadows and 0 % versions included, so
+       they can be tested): request header VERSION_HEADER exactly the version's name -> its cluster, with its
+       own scoring timeout;
+    2. any other VERSION_HEADER value -> 404 naming the versions (never silently another version);
+    3. the endpoint route: Envoy weighted clusters over the versions with weight > 0 (whole percents that sum
+       to 100: Envoy picks one with probability weight / sum), each adding the response header VERSION_HEADER,
+       and a request mirror per shadow at its mirror_percent
+       (https://www.envoyproxy.io/docs/envoy/latest/api-v3/config/route/v3/route_components.proto#envoy-v3-api-msg-config-route-v3-weightedcluster).
+       Envoy has one timeout per route, not per weighted cluster: the endpoint route's is the largest scoring
+       timeout of its answering versions. A mirrored copy's answer is dropped and the caller never waits for
+       it; it goes through the shadow's own cluster (its own queue and limits). The route retries as `_forward`.
+    Every route is named after the endpoint (the access log's `service`); the version shows in its `version`.
+    """
+    served = served_versions(endpoint, versions)
+    return _guarded(endpoint, settings, lambda auth: [
+        *(_pinned(endpoint, share, route, auth) for share, route in served),
+        {
+            "name": endpoint.name,
+            "match": {"prefix": endpoint.prefix, "headers": [{"name": VERSION_HEADER, "present_match": True}]},
+            "direct_response": {"status": 404, "body": {"inline_string": f"Unknown version: {VERSION_HEADER} may name {', '.join(s.version for s, _ in served)}"}},
+            "typed_per_filter_config": auth,
+        },
+        _weighted(endpoint, served, auth),
+    ])
+
+
+def _as_endpoint(endpoint: EndpointRoute, route: ServiceRoute, auth: dict, timeout_ms: int) -> dict:
+    """`_forward` of a version's route on the endpoint's name and prefix, with `timeout_ms`."""
+    return _forward(replace(route, name=endpoint.name, scoring_timeout_ms=timeout_ms), auth)
+
+
+def _pinned(endpoint: EndpointRoute, share: VersionShare, route: ServiceRoute, auth: dict) -> dict:
+    pinned = _as_endpoint(endpoint, route, auth, route.scoring_timeout_ms)
+    pinned["match"]["headers"] = [{"name": VERSION_HEADER, "string_match": {"exact": share.version}}]
+    pinned["route"]["cluster"] = route.cluster_name
+    pinned["response_headers_to_add"] = [_version_header(share.version)]
+    return pinned
+
+
+def _weighted(endpoint: EndpointRoute, served: list[tuple[VersionShare, ServiceRoute]], auth: dict) -> dict:
+    answering = [(share, route) for share, route in served if share.weight > 0]  # never empty once the endpoint passed
+    weighted = _as_endpoint(endpoint, answering[0][1], auth, max(route.scoring_timeout_ms for _, route in answering))
+    action = weighted["route"]
+    del action["cluster"]
+    action["weighted_clusters"] = {
+        "clusters": [
+            {"name": route.cluster_name, "weight": share.weight, "response_headers_to_add": [_version_header(share.version)]}
+            for share, route in answering
+        ]
+    }
+    mirrors = [(share, route) for share, route in served if share.mirror_percent > 0]
+    if mirrors:
+        action["request_mirror_policies"] = [
+            {"cluster": route.cluster_name, "runtime_fraction": {"default_value": {"numerator": share.mirror_percent, "denominator": "HUNDRED"}}}
+            for share, route in mirrors
+        ]
+    return weighted
+
+
+def _routes(routes: list[ServiceRoute], endpoints: list[EndpointRoute], settings: RouterSettings) -> list[dict]:
+    """The route table, by URL segment. A service whose name cannot be a URL segment gets no route at all, nor
+    does a version (`endpoint` set): it is served through its endpoint's routes only, and not at all while
+    that endpoint is absent or does not list it (its cluster stays, ready for when it does)."""
+    versions = {r.name: r for r in routes}
+    named = [(r.name, _service_route(r, settings)) for r in routes if is_service_name(r.name) and r.endpoint is None]
+    named += [(e.name, _endpoint_routes(e, versions, settings)) for e in endpoints if is_service_name(e.name)]
     virtual_routes = [_answer("health", {"path": HEALTH_PATH}, 200, "Healthy", settings)]
-    virtual_routes += [_service_route(r, settings) for r in sorted(routes, key=lambda r: r.name) if is_service_name(r.name)]
+    virtual_routes += [route for _, rendered in sorted(named, key=lambda pair: pair[0]) for route in rendered]
     virtual_routes.append(_answer("unknown-service", {"prefix": "/"}, 404, "Unknown service: use /api/v1/service/<name>/score", settings))
     return [
         {
@@ -582,6 +700,17 @@ def _outlier_detection() -> dict:
     }
 
 
+def _http1_upstream() -> dict:
+    """HTTP/1.1 to the upstream (a replica, or an owner router's peer listener); idle connections closed after 60 s."""
+    return {
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+            "@type": T + "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+            "explicit_http_config": {"http_protocol_options": {}},
+            "common_http_protocol_options": {"idle_timeout": "60s"},
+        }
+    }
+
+
 def _cluster(route: ServiceRoute, settings: RouterSettings) -> dict:
     return {
         "@type": T + "envoy.config.cluster.v3.Cluster",
@@ -610,23 +739,17 @@ def _cluster(route: ServiceRoute, settings: RouterSettings) -> dict:
                     "priority": "DEFAULT",
                     "max_connections": 100000,
                     "max_requests": 100000,
-                    "max_pending_requests": route.queue_capacity(settings.router_replicas),
+                    "max_pending_requests": route.queue_capacity(settings.router_replicas, share=ownership(route, settings).local_slots),
                     "max_retries": 10,
                     "track_remaining": True,
                 }
             ],
             # HTTP/1.1 upstream: one connection carries one request, so this is the per-replica
             # concurrency cap: this router's share of maxConcurrentRequestsPerContainer.
-            "per_host_thresholds": [{"max_connections": route.concurrency_share(settings.router_replicas)}],
+            "per_host_thresholds": [{"max_connections": ownership(route, settings).local_slots}],
         },
         "outlier_detection": _outlier_detection(),
-        "typed_extension_protocol_options": {
-            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
-                "@type": T + "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
-                "explicit_http_config": {"http_protocol_options": {}},
-                "common_http_protocol_options": {"idle_timeout": "60s"},
-            }
-        },
+        "typed_extension_protocol_options": _http1_upstream(),
     }
 
 
@@ -688,12 +811,135 @@ def _clusters(routes: list[ServiceRoute], settings: RouterSettings) -> list[dict
     return clusters + ([jwks] if jwks else [])
 
 
-def render_dynamic(routes: Iterable[ServiceRoute], settings: RouterSettings) -> dict[str, dict]:
-    """Every dynamic file: name -> document (deterministic for the same inputs). Routes pass
-    `refuse_unsafe` first, so no service's values can make Envoy reject a shared file."""
-    checked = refuse_unsafe(routes)
-    files = {"cds.json": dynamic_file(_clusters(checked, settings)), "rds.json": dynamic_file(_routes(checked, settings))}
-    files["lds.json"] = dynamic_file([_listener(settings, _service_audiences(checked))])
+# --------------------------------------------------------------------------- service-wide limits: forwarding to slot owners
+# router/ownership.py decides which routers hold a service's replica slots; a router that holds none
+# forwards the service's requests, untouched, to the holders' peer listener, which serves them exactly as
+# its scoring listener would (same filters, authentication, answers) from a route table that never forwards.
+
+PEER_LISTENER = "peer"
+# A forwarded request may wait up to maxQueueWaitMs in the owner's queue before its scoring timeout starts:
+# the hop waits for both and this much more, so the owner's own answer (504 included) reaches the client.
+PEER_HOP_MARGIN_MS = 1000
+
+
+def _peer_cluster_name(route: ServiceRoute) -> str:
+    return f"peer-{route.namespace}-{route.name}"
+
+
+def _forwarding(route: ServiceRoute, settings: RouterSettings) -> Ownership | None:
+    """The ownership of a served service whose requests this router forwards, else None."""
+    if route.problems:
+        return None
+    owned = ownership(route, settings)
+    return owned if owned.forwards else None
+
+
+def _forwarding_hop(settings: RouterSettings) -> dict:
+    """A forwarding route's filters: no authentication here (the owner runs it on the headers as the
+    client sent them, which this hop keeps: the key or token is not hidden), and no body buffer (the
+    owner buffers before it takes a replica slot, and refuses an unauthenticated upload on its headers)."""
+    config = {
+        API_KEY_FILTER: _disabled(),
+        BUFFER_FILTER: {"@type": T + "envoy.extensions.filters.http.buffer.v3.BufferPerRoute", "disabled": True},
+    }
+    if settings.jwt:
+        config[JWT_FILTER] = {"@type": T + "envoy.extensions.filters.http.jwt_authn.v3.PerRouteConfig", "disabled": True}
+    return config
+
+
+def _forward_to_owners(route: ServiceRoute, served: dict, settings: RouterSettings) -> dict:
+    """`served` (the service's own route entry) sent to its owners' peer listener instead: the path as the
+    client sent it (the owner's route matches it), the same retries (a refused connection tries another owner)."""
+    hop = copy.deepcopy(served)
+    action = hop["route"]
+    action["cluster"] = _peer_cluster_name(route)
+    action.pop("prefix_rewrite", None)
+    action["timeout"] = _milliseconds(route.scoring_timeout_ms + route.max_queue_wait_ms + PEER_HOP_MARGIN_MS)
+    hop["typed_per_filter_config"] = _forwarding_hop(settings)
+    return hop
+
+
+def _with_forwarding(tables: list[dict], routes: list[ServiceRoute], settings: RouterSettings) -> list[dict]:
+    """The scoring listener's route table (ROUTE_CONFIG) with the services this router forwards sent to their owners."""
+    forwarded = {route.name: route for route in routes if _forwarding(route, settings)}
+
+    def scoring(entry: dict) -> dict:
+        return _forward_to_owners(forwarded[entry["name"]], entry, settings) if entry.get("name") in forwarded and "route" in entry else entry
+
+    return [
+        {**table, "virtual_hosts": [{**host, "routes": [scoring(e) for e in host["routes"]]} for host in table["virtual_hosts"]]}
+        if table["name"] == ROUTE_CONFIG
+        else table
+        for table in tables
+    ]
+
+
+def _peer_route_tables(tables: list[dict]) -> list[dict]:
+    """The peer listener's route table: the scoring table before forwarding, so a forwarded request is
+    served here and never forwarded again, whatever this router's view of the owners."""
+    return [{**table, "name": PEER_ROUTE_CONFIG} for table in tables if table["name"] == ROUTE_CONFIG]
+
+
+def _peer_clusters(routes: list[ServiceRoute], settings: RouterSettings) -> list[dict]:
+    """One cluster per forwarded service: its owners' peer listeners. The owners' queues bound the
+    service, so this hop's own limits are never what refuses a request."""
+    clusters = []
+    for route in sorted(routes, key=lambda r: r.cluster_name):
+        owned = _forwarding(route, settings)
+        if owned is None:
+            continue
+        name = _peer_cluster_name(route)
+        owners = [{"endpoint": {"address": {"socket_address": {"address": o.host, "port_value": o.port}}}} for o in owned.owners]
+        clusters.append(
+            {
+                "@type": T + "envoy.config.cluster.v3.Cluster",
+                "name": name,
+                "type": "STATIC",
+                "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": owners}]},
+                "connect_timeout": "1s",
+                "lb_policy": "LEAST_REQUEST",
+                "circuit_breakers": {
+                    "thresholds": [{"priority": "DEFAULT", "max_connections": 100000, "max_pending_requests": 100000, "max_requests": 100000, "max_retries": 10}]
+                },
+                "outlier_detection": _outlier_detection(),
+                "typed_extension_protocol_options": _http1_upstream(),
+            }
+        )
+    return clusters
+
+
+def _peer_listeners(settings: RouterSettings, audiences: Iterable[str]) -> list[dict]:
+    """With a peer port: the peer listener, the scoring listener's filters and answers on PEER_ROUTE_CONFIG,
+    plain HTTP (only router pods reach it: components/router_manifests.py). Without: none."""
+    if not settings.peer_port:
+        return []
+    listener = _listener(settings, audiences)
+    listener["name"] = PEER_LISTENER
+    listener["address"]["socket_address"]["port_value"] = settings.peer_port
+    chain = listener["filter_chains"][0]
+    chain.pop("transport_socket", None)
+    hcm = chain["filters"][0]["typed_config"]
+    hcm["stat_prefix"] = PEER_STAT_PREFIX
+    hcm["rds"] = {"route_config_name": PEER_ROUTE_CONFIG, "config_source": _path_source(settings.config_dir, PEER_ROUTES_FILE)}
+    return [listener]
+
+
+def render_dynamic(routes: Iterable[ServiceRoute], settings: RouterSettings, endpoints: Iterable[EndpointRoute] = ()) -> dict[str, dict]:
+    """Every dynamic file: name -> document (deterministic for the same inputs). Routes and endpoints pass
+    `refuse_unsafe` and `refuse_unsafe_endpoints` first, so no service's or endpoint's values can make
+    Envoy reject a shared file; a version gets its cluster like any service (`_routes` for its route)."""
+    endpoints = sorted(endpoints, key=lambda e: (e.name, e.namespace))
+    checked = refuse_unsafe(routes, endpoints)
+    checked_endpoints = refuse_unsafe_endpoints(endpoints, checked)
+    audiences = _service_audiences([*checked, *checked_endpoints])
+    tables = _routes(checked, checked_endpoints, settings)
+    files = {
+        "cds.json": dynamic_file(_clusters(checked, settings) + _peer_clusters(checked, settings)),
+        "rds.json": dynamic_file(_with_forwarding(tables, checked, settings)),
+    }
+    if settings.peer_port:
+        files[PEER_ROUTES_FILE] = dynamic_file(_peer_route_tables(tables))
+    files["lds.json"] = dynamic_file([_listener(settings, audiences), *_peer_listeners(settings, audiences)])
     if settings.tls:
         files["sds-tls.json"] = dynamic_file(_sds(settings))
     return files

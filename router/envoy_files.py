@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from router.envoy_config import dynamic_file, render_bootstrap, render_dynamic
-from router.spec import RouterSettings, ServiceRoute
+from router.spec import EndpointRoute, RouterSettings, ServiceRoute
 
 BOOTSTRAP_FILE = "bootstrap.json"
 CLUSTERS_FILE = "cds.json"
@@ -79,18 +79,19 @@ class ConfigWriter:
         self.versions: dict[str, str] = {}
         self._texts: dict[str, str | None] = {}  # file -> its content as last written (None: absent)
         self._clusters: dict[str, dict] | None = None  # name -> cluster resource in the CDS file Envoy watches
-        self._last_input: tuple | None = None  # (routes, settings) of the last complete write
+        self._last_input: tuple | None = None  # (routes, settings, endpoints) of the last complete write
 
     def write_bootstrap(self, settings: RouterSettings) -> Path:
         self._replace(BOOTSTRAP_FILE, _dump(render_bootstrap(settings)))
         return self.config_dir / BOOTSTRAP_FILE
 
-    def write(self, routes: Iterable[ServiceRoute], settings: RouterSettings) -> list[str]:
-        """Apply a desired state; returns the file names that changed, in write order."""
-        routes = tuple(routes)
-        if (routes, settings) == self._last_input:
+    def write(self, routes: Iterable[ServiceRoute], settings: RouterSettings, endpoints: Iterable[EndpointRoute] = ()) -> list[str]:
+        """Apply a desired state; returns the file names that changed, in write order. An endpoint's routes
+        use its versions' clusters (among `routes`), so the order above covers them too."""
+        routes, endpoints = tuple(routes), tuple(endpoints)
+        if (routes, settings, endpoints) == self._last_input:
             return []  # rendering is deterministic: the same inputs give the files already written
-        files = render_dynamic(routes, settings)
+        files = render_dynamic(routes, settings, endpoints)
         clusters = {r["name"]: r for r in files[CLUSTERS_FILE]["resources"]}
         previous = self._previous_clusters()
         removed = [resource for name, resource in previous.items() if name not in clusters]
@@ -99,14 +100,15 @@ class ConfigWriter:
         if removed and adding:
             interim = sorted([*clusters.values(), *removed], key=lambda r: r["name"])
             steps.append((CLUSTERS_FILE, dynamic_file(interim)))
-        order = ["rds.json", CLUSTERS_FILE] if removed else [CLUSTERS_FILE, "rds.json"]
+        route_files = sorted(name for name in files if name.startswith("rds"))  # rds.json; rds-peer.json with a peer listener
+        order = [*route_files, CLUSTERS_FILE] if removed else [CLUSTERS_FILE, *route_files]
         # Token routes rely on the listener's jwt_authn filter: it arrives before them and leaves after them.
         order = ["lds.json", *order] if settings.jwt else [*order, "lds.json"]
         steps += [(name, files[name]) for name in order]
         written = [name for name, document in steps if self._replace(name, _dump(document))]
         self._clusters = clusters
         self.versions = {name: document["version_info"] for name, document in files.items()}
-        self._last_input = (routes, settings)
+        self._last_input = (routes, settings, endpoints)
         return written
 
     def _previous_clusters(self) -> dict[str, dict]:
@@ -151,13 +153,12 @@ def static_equivalent(files: dict[str, dict], settings: RouterSettings) -> dict:
     del bootstrap["dynamic_resources"]
     strip = lambda doc: {k: v for k, v in doc.items() if k != "@type"}  # noqa: E731
     listeners = [strip(r) for r in files["lds.json"]["resources"]]
-    route_config = strip(files["rds.json"]["resources"][0])
+    route_configs = {resource["name"]: strip(resource) for name in files if name.startswith("rds") for resource in files[name]["resources"]}
     for listener in listeners:
         for chain in listener["filter_chains"]:
             for network_filter in chain["filters"]:
                 hcm = network_filter["typed_config"]
-                hcm.pop("rds", None)
-                hcm["route_config"] = route_config
+                hcm["route_config"] = route_configs[hcm.pop("rds")["route_config_name"]]
             socket = chain.get("transport_socket")
             if socket:
                 for sds in socket["typed_config"]["common_tls_context"]["tls_certificate_sds_secret_configs"]:

@@ -14,6 +14,18 @@ here) over departures per second between two readings: requests started on a rep
 `upstream_rq_completed`: that counter misses requests whose client went away.
 `next_service_time` is that estimate as a pure function of two readings; `ServiceTimes` keeps the
 readings between calls.
+
+Per-version stats for canary analysis (router/canary.py) come from the same reading: the counters
+`upstream_rq_total` (requests sent to a replica) and `upstream_rq_5xx` (5xx answered, as Envoy counts them
+for the cluster: the replicas' own and the ones Envoy answers for a reset or timed-out upstream), and the
+histogram of `upstream_rq_time` as cumulative bucket counts (`/stats?histogram_buckets=cumulative`:
+per bucket upper bound in ms, the requests at most that slow since Envoy started;
+https://www.envoyproxy.io/docs/envoy/latest/operations/admin#get--stats). Counters and buckets add up over
+router replicas exactly, so the leader's sum is the endpoint's whole histogram and a window's p99 is read
+from the difference of two sums (`Counts.p99_ms`), not guessed from per-replica percentiles. Envoy merges
+histograms on its stats flush (every 5 s by default), so buckets trail the counters by up to that.
+`counted_since` is the difference of two readings as a pure function; it refuses a pair it cannot compare
+(a router restarted, or one more or fewer answered), so a window never counts a router's whole history.
 """
 
 from __future__ import annotations
@@ -28,7 +40,7 @@ from dataclasses import dataclass, replace
 
 from router.spec import PRIOR_SERVICE_TIME_MS
 
-STATS_FILTER = r"^cluster\.model-[^.]*\.upstream_rq_(active|pending_active|total)$"
+STATS_FILTER = r"^cluster\.model-[^.]*\.upstream_rq_(active|pending_active|total|5xx|time)$"
 READ_TIMEOUT_SECONDS = 0.5
 MAX_GAUGE = 2**53  # larger than any request count; every value up to it is exact as a float
 # Readings closer together than this are not compared (too few departures to count): the status
@@ -48,6 +60,65 @@ class Load:
     routers_seen: int = 0
     latency_ms: float | None = None  # service time, queueing excluded (`ServiceTimes`; the slowest router's)
     started: float = 0.0  # Envoy's upstream_rq_total counter (requests sent to a replica, ever)
+    server_errors: float = 0.0  # Envoy's upstream_rq_5xx counter
+    # upstream_rq_time as (bucket upper bound ms, requests at most that slow), ever, bounds increasing
+    latency_buckets: tuple[tuple[float, float], ...] = ()
+
+
+@dataclass(frozen=True)
+class Counts:
+    """What one cluster served over an interval: requests, 5xx and the latency histogram (cumulative buckets)."""
+
+    requests: float = 0.0
+    server_errors: float = 0.0
+    latency_buckets: tuple[tuple[float, float], ...] = ()
+
+    def __add__(self, other: Counts) -> Counts:
+        return Counts(self.requests + other.requests, self.server_errors + other.server_errors,
+                      add_buckets(self.latency_buckets, other.latency_buckets))
+
+    def p99_ms(self) -> float | None:
+        return percentile_ms(self.latency_buckets, 0.99)
+
+
+def add_buckets(a: tuple[tuple[float, float], ...], b: tuple[tuple[float, float], ...], sign: int = 1) -> tuple[tuple[float, float], ...]:
+    """Bucket counts added (or subtracted, `sign` -1) bound by bound. Histograms with other bounds cannot be
+    combined: the result is the first one when the second is empty, else empty (unknown)."""
+    if not b:
+        return a
+    if not a and sign == 1:
+        return b
+    if [bound for bound, _ in a] != [bound for bound, _ in b]:
+        return ()
+    return tuple((bound, x + sign * y) for (bound, x), (_, y) in zip(a, b))
+
+
+def percentile_ms(buckets: tuple[tuple[float, float], ...], quantile: float) -> float | None:
+    """The `quantile` of a histogram in cumulative buckets, interpolated linearly inside its bucket (the
+    way Envoy computes its own quantiles); None without a sample."""
+    total = buckets[-1][1] if buckets else 0
+    if total <= 0:
+        return None
+    rank = quantile * total
+    lower, below = 0.0, 0.0
+    for bound, count in buckets:
+        if count >= rank and count > below:
+            return lower + (bound - lower) * (rank - below) / (count - below)
+        lower, below = bound, count
+    return buckets[-1][0]
+
+
+def counted_since(previous: Load, now: Load) -> Counts | None:
+    """What a cluster served between two summed readings (pure). None when they cannot be compared: another
+    number of routers answered (one missing from a sum, or back in it, would count its whole history) or a
+    counter went back (a router's Envoy restarted)."""
+    if now.routers_seen != previous.routers_seen:
+        return None
+    counted = Counts(now.started - previous.started, now.server_errors - previous.server_errors,
+                     add_buckets(now.latency_buckets, previous.latency_buckets, sign=-1) if previous.latency_buckets else now.latency_buckets)
+    if counted.requests < 0 or counted.server_errors < 0 or any(count < 0 for _, count in counted.latency_buckets):
+        return None
+    return counted
 
 
 @dataclass(frozen=True)
@@ -120,36 +191,56 @@ class ServiceTimes:
             return {cluster: replace(load, latency_ms=self.sized[cluster]) for cluster, load in loads.items()}
 
 
-def parse_stats(payload: dict) -> dict[str, tuple[float, float, float]]:
-    """`/stats?format=json` -> {cluster: (active, pending, started)}."""
-    found: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])
+# Envoy stat name -> Load field
+STAT_FIELDS = {"upstream_rq_active": "active", "upstream_rq_pending_active": "pending", "upstream_rq_total": "started", "upstream_rq_5xx": "server_errors"}
+LATENCY_HISTOGRAM = "upstream_rq_time"
+
+
+def parse_stats(payload: dict) -> dict[str, Load]:
+    """`/stats?format=json&histogram_buckets=cumulative` -> {cluster: one router's Load (no service time)}.
+    Only `cluster.<cluster>.<stat>` counts: Envoy also keeps `cluster.<cluster>.external.<stat>` copies."""
+    found: dict[str, dict] = defaultdict(dict)
     for stat in payload.get("stats", []):
-        name, value = stat.get("name", ""), stat.get("value")
-        if value is None or not name.startswith("cluster."):
-            continue
-        cluster, _, metric = name[len("cluster."):].rpartition(".")
-        if metric == "upstream_rq_active":
-            found[cluster][0] = float(value)
-        elif metric == "upstream_rq_pending_active":
-            found[cluster][1] = float(value)
-        elif metric == "upstream_rq_total":
-            found[cluster][2] = float(value)
-    return {cluster: (v[0], v[1], v[2]) for cluster, v in found.items()}
+        histograms = stat.get("histograms")
+        for histogram in histograms if isinstance(histograms, list) else []:
+            cluster, metric = _cluster_stat(histogram.get("name", ""))
+            if cluster and metric == LATENCY_HISTOGRAM:
+                found[cluster]["latency_buckets"] = tuple((float(b["upper_bound"]), float(b["cumulative"])) for b in histogram.get("buckets", []))
+        cluster, metric = _cluster_stat(stat.get("name", ""))
+        if cluster and metric in STAT_FIELDS and stat.get("value") is not None:
+            found[cluster][STAT_FIELDS[metric]] = float(stat["value"])
+    return {cluster: Load(routers_seen=1, **values) for cluster, values in found.items()}
+
+
+def _cluster_stat(name: str) -> tuple[str | None, str]:
+    """"cluster.<cluster>.<stat>" -> (cluster, stat); (None, "") for any other name."""
+    parts = name.split(".")
+    return (parts[1], parts[2]) if len(parts) == 3 and parts[0] == "cluster" else (None, "")
 
 
 def envoy_load(admin_url: str, timeout: float = READ_TIMEOUT_SECONDS) -> dict[str, Load]:
-    """One Envoy's busy and queued gauges and started counter per cluster, from its admin API (no
-    service time: that takes two readings, `ServiceTimes`). Raises OSError or ValueError when the
+    """One Envoy's busy and queued gauges, counters and latency histogram per cluster, from its admin API
+    (no service time: that takes two readings, `ServiceTimes`). Raises OSError or ValueError when the
     admin API does not answer properly."""
-    query = urllib.parse.urlencode({"format": "json", "filter": STATS_FILTER})
+    query = urllib.parse.urlencode({"format": "json", "filter": STATS_FILTER, "histogram_buckets": "cumulative"})
     with urllib.request.urlopen(f"{admin_url}/stats?{query}", timeout=timeout) as response:
         payload = json.load(response)
-    return {cluster: Load(active, pending, 1, started=started) for cluster, (active, pending, started) in parse_stats(payload).items()}
+    try:
+        return parse_stats(payload)
+    except (KeyError, TypeError, AttributeError) as error:
+        raise ValueError(f"Envoy's /stats is not in the expected shape ({error!r})") from None
 
 
 def load_document(loads: Mapping[str, Load]) -> dict:
-    """What `GET /load` answers: {"clusters": {cluster: {"active", "pending", "latency_ms"}}}."""
-    return {"clusters": {c: {"active": v.active, "pending": v.pending, "latency_ms": v.latency_ms} for c, v in sorted(loads.items())}}
+    """What `GET /load` answers: {"clusters": {cluster: {"active", "pending", "latency_ms", "started",
+    "server_errors", "latency_buckets": [[upper bound ms, cumulative count], ...]}}}."""
+    return {
+        "clusters": {
+            c: {"active": v.active, "pending": v.pending, "latency_ms": v.latency_ms, "started": v.started,
+                "server_errors": v.server_errors, "latency_buckets": [list(b) for b in v.latency_buckets]}
+            for c, v in sorted(loads.items())
+        }
+    }
 
 
 def loads_from_document(document: object) -> dict[str, Load]:
@@ -161,15 +252,24 @@ def loads_from_document(document: object) -> dict[str, Load]:
             raise ValueError(f"/load: {name} must be a number from 0 to {MAX_GAUGE}, got {value!r}")
         return float(value)
 
+    def buckets(value: object) -> tuple[tuple[float, float], ...]:
+        if not isinstance(value, list) or not all(isinstance(b, list) and len(b) == 2 for b in value):
+            raise ValueError(f"/load: latency_buckets must be a list of [upper bound, count], got {value!r:.80}")
+        return tuple((gauge(bound, "a bucket bound"), gauge(count, "a bucket count")) for bound, count in value)
+
     clusters = document.get("clusters") if isinstance(document, dict) else None
     if not isinstance(clusters, dict) or not all(isinstance(v, dict) for v in clusters.values()):
         raise ValueError("/load: not a {\"clusters\": {name: {...}}} document")
+    # started, server_errors and latency_buckets are absent from a replica of an earlier release (rolling update)
     return {
         name: Load(
             gauge(v.get("active"), "active"),
             gauge(v.get("pending"), "pending"),
             1,
             None if v.get("latency_ms") is None else gauge(v["latency_ms"], "latency_ms"),
+            gauge(v.get("started", 0), "started"),
+            gauge(v.get("server_errors", 0), "server_errors"),
+            buckets(v.get("latency_buckets", [])),
         )
         for name, v in clusters.items()
     }
@@ -187,7 +287,8 @@ def collect(
     read: Callable[[str, float], dict[str, Load]] = replica_load,
 ) -> dict[str, Load]:
     """Sum over router replicas, each read with `read(url, timeout)` (in the cluster: peers' `/load`).
-    A replica that does not answer properly is skipped: its load is unknown, not zero."""
+    A replica that does not answer properly is skipped: its load is unknown, not zero. Gauges, counters
+    and histogram buckets add; the service time is the slowest replica's."""
     totals: dict[str, Load] = {}
     for url in urls:
         try:
@@ -198,7 +299,8 @@ def collect(
             seen = totals.get(cluster, Load())
             latency = max((x for x in (seen.latency_ms, load.latency_ms) if x is not None), default=None)
             totals[cluster] = Load(
-                seen.active + load.active, seen.pending + load.pending, seen.routers_seen + 1, latency, seen.started + load.started
+                seen.active + load.active, seen.pending + load.pending, seen.routers_seen + 1, latency, seen.started + load.started,
+                seen.server_errors + load.server_errors, add_buckets(seen.latency_buckets, load.latency_buckets),
             )
     return totals
 

@@ -5,9 +5,10 @@ debug logging, and has no authentication. What others need from a replica is ser
 read-only, by the control plane (in a pod on `AKSINF_METRICS_PORT`, locally on a loopback port):
 
   GET /metrics   the control plane's Prometheus registry
-  GET /load      this replica's Envoy gauges and service-time estimate per service cluster
-                 (`router.metrics.load_document`), which the leader sums over replicas; 503 when
-                 the local Envoy does not answer
+  GET /load      this replica's Envoy gauges, service-time estimate, request and 5xx counters and
+                 latency histogram per service cluster (`router.metrics.load_document`), which the
+                 leader sums over replicas (autoscaling, canary analysis); 503 when the local Envoy
+                 does not answer
   GET /ready     200 {"ready": true} when the local Envoy is ready and serves every config file as
                  the control plane last wrote it; else 503 {"ready": false, "reasons": [...]}
 

@@ -3,7 +3,8 @@
 Local mode and the cluster deployer both call these, so a service routes, authorizes, queues, scales
 and times out the same way on a laptop and on AKS: the router's route (`route_for`, with a token
 service's `token_authorization`), the autoscaler's settings (`autoscale_settings`), the discovery
-annotations a model Service carries (`discovery_annotations`), the gunicorn hard timeout (`worker_timeout_seconds`), the name of
+annotations a model Service carries (`discovery_annotations`; a version's names its endpoint), those of a versioned
+endpoint's own Service (`endpoint_annotations`), the gunicorn hard timeout (`worker_timeout_seconds`), the name of
 its Kubernetes objects (`workload_name`), and where its models are and what `AZUREML_MODEL_DIR` says
 (`models_subdir`, `model_dir_for`, `model_environment`): the image and the local launcher lay models
 out by the same rule.
@@ -13,16 +14,22 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import PurePath, PurePosixPath
 from typing import TypeVar
 
 from aksinf_runtime import environment as runtime_env
 from aksinf_runtime import registered_models
+from contract import endpoints as contract_endpoints
 from contract.service import ModelService, RegisteredModel
+from contract.stack import ModelEntry
 from contract.v1_files import DeploymentConfig
+from router import discovery
 from router.autoscaler import AutoscaleSettings
+from router.canary import RolloutPolicy
 from router.discovery import annotations_for
-from router.spec import ServiceRoute, TokenAuthorization
+from router.spec import EndpointRoute, ServiceRoute, TokenAuthorization, VersionShare
+from serving.endpoints import endpoint_traffic
 
 # Azure ML turns autoscaling off on DevTest clusters (every replica count is fixed there).
 FIXED_SCALE_PURPOSE = "DevTest"
@@ -115,12 +122,48 @@ def route_for(service: ModelService, keys: tuple[str, ...] = ()) -> ServiceRoute
         scoring_timeout_ms=deployment.scoring_timeout_ms,
         max_concurrent=deployment.max_concurrent,
         max_queue_wait_ms=deployment.max_queue_wait_ms,
+        expected_service_time_ms=deployment.expected_service_time_ms,
         token_authorization=token_authorization(deployment),
     )
 
 
-def discovery_annotations(service: ModelService, autoscale: AutoscaleSettings, keys_secret: str | None) -> dict[str, str]:
-    """The annotations of the model's Kubernetes Service, which the in-cluster router discovers."""
+def discovery_annotations(
+    service: ModelService, autoscale: AutoscaleSettings, keys_secret: str | None, endpoint: str | None = None
+) -> dict[str, str]:
+    """The annotations of the model's Kubernetes Service, which the in-cluster router discovers. A version of an
+    endpoint (`endpoint`: the endpoint's name) also names its endpoint, and `keys_secret` is the endpoint's."""
     return annotations_for(
-        route_for(service), deployment=workload_name(service.name), autoscale=autoscale, keys_secret=keys_secret
+        replace(route_for(service), endpoint=endpoint), deployment=workload_name(service.name), autoscale=autoscale, keys_secret=keys_secret
     )
+
+
+def endpoint_route_for(endpoint: ModelService, entry: ModelEntry, keys: tuple[str, ...] = ()) -> EndpointRoute:
+    """The router's view of a valid endpoint entry with its configured split (`serving.endpoints.endpoint_traffic`):
+    the name and auth are the entry's own service's (one scoring URI, one set of keys)."""
+    traffic = endpoint_traffic(entry)
+    if traffic is None:
+        raise ValueError(f"{entry.name!r} has no versions: it is a plain service, not an endpoint")
+    route = route_for(endpoint, keys)
+    return EndpointRoute(
+        name=route.name, namespace=route.namespace, auth=route.auth, keys=keys, token_authorization=route.token_authorization,
+        versions=tuple(VersionShare(t.version, t.weight, t.mirror_percent, v.is_default, v.version_type)
+                       for t, v in zip(traffic.versions, entry.versions, strict=True)),
+    )
+
+
+def rollout_policy_for(entry: ModelEntry) -> RolloutPolicy | None:
+    """The entry's `rollout` as the router's canary loop reads it (None without one): the default version is the
+    control a rollback returns to, the one answering treatment is what the steps move (contract/endpoints.py)."""
+    rollout, moving = entry.rollout, contract_endpoints.canary(entry)
+    if rollout is None or moving is None:
+        return None
+    control = next(v.name for v in entry.versions if v.is_default)
+    return RolloutPolicy(control, moving.name, tuple(rollout.steps), rollout.analysis_window_seconds, rollout.max_server_error_rate,
+                         rollout.max_p99_latency_ratio, rollout.min_requests)
+
+
+def endpoint_annotations(endpoint: ModelService, entry: ModelEntry, keys_secret: str | None) -> dict[str, str]:
+    """The annotations of a versioned endpoint's Service (no selector, no pods; `router.discovery.endpoint_annotations`
+    writes them): its name, auth, keys Secret and token rules, its versions' configured split and, with a rollout
+    policy, ROLLOUT. A traffic change changes these and nothing else."""
+    return discovery.endpoint_annotations(endpoint_route_for(endpoint, entry), keys_secret=keys_secret, rollout=rollout_policy_for(entry))

@@ -36,6 +36,8 @@ class FakeModel:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body leave in two writes: without TCP_NODELAY the body waits for Envoy's delayed ACK (40 ms).
+            disable_nagle_algorithm = True
 
             def log_message(self, *args):
                 pass

@@ -18,7 +18,7 @@ from aksinf_runtime import environment as runtime_env
 from components import model_manifests as manifests
 from contract.loading import validate_stack_config
 from contract.service import ModelService, load_service
-from contract.stack import PROJECT_ROOT, StackConfig
+from contract.stack import PROJECT_ROOT, ModelEntry, StackConfig
 from router.discovery import (
     MODEL_SERVICE_LABEL,
     ROUTER_APP,
@@ -280,3 +280,18 @@ def test_same_inputs_give_equal_dicts(fastprod):
     assert first == second and first is not second
     first["template"]["spec"]["containers"][0]["env"].clear()  # a caller mutating one result never leaks into the next
     assert build() == second
+
+
+def test_the_endpoint_object_is_a_selector_less_service_and_its_versions_use_its_keys(devtest):
+    entry = ModelEntry.model_validate({"name": "scorer", "path": "examples/models/diabetes", "versions": [
+        {"name": "scorer-v1", "isDefault": True, "versionType": "control"}, {"name": "scorer-v2", "trafficPercentile": 10}]})
+    endpoint = sample()
+    service = {"apiVersion": "v1", "kind": "Service", "metadata": manifests.endpoint_metadata(endpoint, entry, devtest), "spec": manifests.endpoint_spec()}
+    kubernetes_validate.validate(service, KUBERNETES_VERSION, strict=True)
+    assert "selector" not in service["spec"]
+    assert service["metadata"]["labels"][MODEL_SERVICE_LABEL] == "true" and service["metadata"]["labels"]["aks-inference/model-endpoint"] == "true"
+    assert service["metadata"]["annotations"]["aks-inference/keys-secret"] == manifests.keys_secret_name(endpoint) == "model-scorer-keys"
+    version = load_service(SAMPLE, "scorer-v2", None)
+    annotations = manifests.service_metadata(version, devtest, ["model.pkl"], endpoint)["annotations"]
+    assert annotations["aks-inference/endpoint"] == "scorer" and annotations["aks-inference/keys-secret"] == "model-scorer-keys"
+    assert "aks-inference/endpoint" not in manifests.service_metadata(version, devtest, ["model.pkl"])["annotations"]

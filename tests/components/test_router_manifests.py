@@ -13,6 +13,7 @@ from kubernetes.config.incluster_config import (
 
 from components.model_manifests import MODEL_PORT
 from components.router_manifests import (
+    ENVOY_CPU_LIMIT,
     ENVOY_HEAP_BYTES,
     ENVOY_MEMORY_LIMIT_BYTES,
     SERVICE_ACCOUNT_DIR,
@@ -34,12 +35,14 @@ from components.router_manifests import (
     service_annotations,
     service_spec,
     services_by_namespace,
+    state_config_map,
 )
 from contract.loading import validate_stack_config
 from contract.service import ModelService, load_service
 from contract.stack import PROJECT_ROOT, StackConfig
 from router.discovery import MODEL_SERVICE_LABEL, ROUTER_APP
 from router.environment import RouterEnvironment
+from router.state import STATE_CONFIGMAP, STATE_KEY, RouterState, parse_state
 from tests.certs import self_signed
 
 KUBERNETES_VERSION = "1.34"
@@ -87,6 +90,7 @@ def manifests(config: StackConfig) -> list[dict]:
         {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": object_metadata(ROUTER_APP), "spec": hpa_spec(replicas)},
         {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": object_metadata(ROUTER_APP), "spec": pdb_spec(replicas)},
         {"apiVersion": "v1", "kind": "Service", "metadata": service_metadata, "spec": service_spec(config.tls.enabled)},
+        {"apiVersion": "v1", "kind": "ConfigMap", **state_config_map()},
         *({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", **policy} for policy in network_policies(environment, config.tls.enabled).values()),
         *(
             manifest
@@ -137,9 +141,19 @@ def test_roles_follow_the_namespaces_of_the_services():
     assert list(by_namespace) == ["models", "models-gpu"]
 
 
-def test_own_namespace_holds_the_lease_and_lists_peers():
-    verbs = {(rule["apiGroups"][0], resource): rule["verbs"] for rule in own_namespace_rules() for resource in rule["resources"]}
-    assert verbs == {("coordination.k8s.io", "leases"): ["get", "create", "update"], ("discovery.k8s.io", "endpointslices"): ["list"]}
+def test_own_namespace_holds_the_lease_lists_peers_and_writes_only_its_state_config_map():
+    assert rights(own_namespace_rules()) == {
+        ("coordination.k8s.io", "leases"): (["get", "create", "update"], None),
+        ("discovery.k8s.io", "endpointslices"): (["list"], None),
+        # No create: it cannot be limited to a name, so the deployer creates this one ConfigMap.
+        ("", "configmaps"): (["get", "patch", "update"], [STATE_CONFIGMAP]),
+    }
+
+
+def test_the_state_config_map_is_declared_empty_in_the_router_namespace():
+    config_map = state_config_map()
+    assert config_map["metadata"] == object_metadata(STATE_CONFIGMAP)
+    assert list(config_map["data"]) == [STATE_KEY] and parse_state(config_map["data"][STATE_KEY], "test") == RouterState()
 
 
 def test_role_metadata_names_the_model_namespace():
@@ -170,7 +184,8 @@ def test_router_pods_admit_scoring_from_anywhere_and_status_only_from_router_pod
         for rule in spec.get("ingress", [])
         for port in rule["ports"]
     ]
-    assert admitted == [(None, scoring), ([ROUTER_PODS_PEER], RouterEnvironment().metrics_port)]  # None: every source
+    # None: every source. The peer port takes requests forwarded to a service's slot owners (router/ownership.py).
+    assert admitted == [(None, scoring), ([ROUTER_PODS_PEER], RouterEnvironment().metrics_port), ([ROUTER_PODS_PEER], RouterEnvironment().peer_port)]
     assert all(spec["podSelector"] in ({}, ROUTER_PODS) for spec in policies(tls).values())
 
 
@@ -196,7 +211,7 @@ def test_router_pods_reach_dns_https_outside_imds_the_models_and_their_peers_onl
             ],
             "ports": [{"protocol": "TCP", "port": MODEL_PORT}],
         },
-        {"to": [ROUTER_PODS_PEER], "ports": [{"protocol": "TCP", "port": 9090}]},
+        {"to": [ROUTER_PODS_PEER], "ports": [{"protocol": "TCP", "port": 9090}, {"protocol": "TCP", "port": 8081}]},
     ]
 
 
@@ -289,8 +304,16 @@ def test_without_auth_no_token_settings_reach_the_pod():
     environment = router_environment(dev_test(), MODEL_NAMESPACES)
     assert environment.jwt_issuer is environment.jwt_audience is environment.jwks_uri is None
     assert environment.as_env() == RouterEnvironment(
-        model_namespaces=("models", "models-gpu"), listen_port=8080, envoy_heap_bytes=ENVOY_HEAP_BYTES
+        model_namespaces=("models", "models-gpu"), listen_port=8080, envoy_heap_bytes=ENVOY_HEAP_BYTES, envoy_concurrency=ENVOY_CPU_LIMIT
     ).as_env()
+
+
+def test_envoy_runs_one_worker_per_core_of_its_cpu_limit():
+    """Envoy's default (a worker per hardware thread of the node) would oversubscribe its CPU quota."""
+    envoy = containers(fast_prod())["envoy"]
+    env = {e["name"]: e["value"] for e in envoy["env"]}
+    assert env["AKSINF_ENVOY_CONCURRENCY"] == envoy["resources"]["limits"]["cpu"] == str(ENVOY_CPU_LIMIT)
+    assert RouterEnvironment.from_environ(env).envoy_concurrency == ENVOY_CPU_LIMIT
 
 
 def test_envoy_refuses_new_requests_before_its_container_memory_limit():

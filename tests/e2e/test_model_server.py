@@ -58,8 +58,9 @@ def diabetes_server(tmp_path_factory):
     spec = importlib.util.spec_from_file_location("diabetes_train", SAMPLE / "train.py")
     train = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(train)
-    model_dir = tmp_path_factory.mktemp("model")
-    train.main(["--out", str(model_dir / train.MODEL_FILE)])
+    service_dir = tmp_path_factory.mktemp("service")
+    train.main(["--out-dir", str(service_dir)])
+    model_dir = service_dir / "model"  # v1 (the control); v2 goes to model-v2/
     port = _free_port()
     argv = local_server.command(SAMPLE / "score.py", model_dir, port, workers=1, scoring_timeout_ms=5000)
     with model_server(argv, tmp_path_factory.mktemp("log") / "server.log", port, timeout=30) as process:

@@ -21,21 +21,26 @@ def _module(path: Path, name: str):
     return module
 
 
-def test_sample_trains_deterministically_and_scores(tmp_path, monkeypatch):
+def test_sample_trains_both_versions_deterministically_and_scores(tmp_path, monkeypatch):
     train = _module(SAMPLE / "train.py", "diabetes_train")
-    first, second = tmp_path / "a" / train.MODEL_FILE, tmp_path / "b" / train.MODEL_FILE
-    assert train.main(["--out", str(first)]) == 0
-    assert train.main(["--out", str(second)]) == 0
-    assert first.read_bytes() == second.read_bytes()
-    _, r2 = train.train()
-    assert r2 > 0.3  # a fitted model, not a constant
+    assert train.main(["--out-dir", str(tmp_path / "a")]) == 0
+    assert train.main(["--out-dir", str(tmp_path / "b")]) == 0
+    for folder in train.VERSIONS:
+        assert (tmp_path / "a" / folder / train.MODEL_FILE).read_bytes() == (tmp_path / "b" / folder / train.MODEL_FILE).read_bytes()
+    for alpha in train.VERSIONS.values():
+        _, r2 = train.train(alpha)
+        assert r2 > 0.3  # a fitted model, not a constant
 
-    monkeypatch.setenv("AZUREML_MODEL_DIR", str(first.parent))
-    score = _module(SAMPLE / "score.py", "diabetes_score")
-    score.init()
     request = (SAMPLE / "sample-request.json").read_text()
-    predictions = score.run(request)
-    assert len(predictions) == len(json.loads(request)["data"])
-    assert all(isinstance(p, float) and math.isfinite(p) for p in predictions)
+    scored = {}
+    for folder in train.VERSIONS:
+        monkeypatch.setenv("AZUREML_MODEL_DIR", str(tmp_path / "a" / folder))
+        score = _module(SAMPLE / "score.py", f"diabetes_score_{folder}")
+        score.init()
+        scored[folder] = score.run(request)
+        assert len(scored[folder]) == len(json.loads(request)["data"])
+        assert all(isinstance(p, float) and math.isfinite(p) for p in scored[folder])
+    first, second = scored.values()
+    assert all(abs(a - b) > 1e-3 for a, b in zip(first, second))  # two versions that really differ
     with pytest.raises(ValueError, match="10 numbers"):
         score.run(json.dumps({"data": [[1, 2]]}))

@@ -52,11 +52,18 @@ def test_router_objects(tls_pair):
     # The only HPA targets the router itself; model Deployments are scaled by the router.
     hpas = run.of_type("kubernetes:autoscaling/v2:HorizontalPodAutoscaler")
     assert [h.inputs["spec"]["scaleTargetRef"]["name"] for h in hpas] == ["aks-inference-router"]
-    # Least privilege: namespaced Roles only, the only write is deployments/scale (+ its own Lease).
+    # Least privilege: namespaced Roles only, the only writes are deployments/scale, its own Lease and its state ConfigMap.
     assert not [r for r in run.resources if "ClusterRole" in r.type]
     roles = {(r.inputs["metadata"]["namespace"], r.inputs["metadata"]["name"]): r.inputs["rules"] for r in run.of_type("kubernetes:rbac.authorization.k8s.io/v1:Role")}
     writes = {(rule["resources"][0], verb) for rules in roles.values() for rule in rules for verb in rule["verbs"] if verb in ("create", "update", "patch", "delete")}
-    assert writes == {("deployments/scale", "patch"), ("deployments/scale", "update"), ("leases", "create"), ("leases", "update")}
+    assert writes == {
+        ("deployments/scale", "patch"), ("deployments/scale", "update"), ("leases", "create"), ("leases", "update"),
+        ("configmaps", "patch"), ("configmaps", "update"),
+    }
+    # The state ConfigMap is declared once, empty; `pulumi up` never resets what the router wrote in it.
+    state = run.one("kubernetes:core/v1:ConfigMap", "aks-inference-router-state")
+    assert state.inputs["metadata"]["namespace"] == "aks-inference" and state.ignore_changes == ["data"]
+    assert state.inputs["data"] == {"state.json": '{"autoscaler":{},"traffic":{}}'}
     service = next(r for r in run.of_type("kubernetes:core/v1:Service") if r.inputs["metadata"]["name"] == "aks-inference-router")
     annotations = service.inputs["metadata"]["annotations"]
     assert annotations == {"service.beta.kubernetes.io/azure-load-balancer-internal": "true", "service.beta.kubernetes.io/azure-dns-label-name": "contoso-scoring"}
@@ -104,18 +111,19 @@ def test_the_router_namespace_denies_by_default_and_admits_scoring_from_anywhere
         ((port["port"], rule.get("from")) for spec in policies.values() for rule in spec.get("ingress", []) for port in rule["ports"]),
         key=lambda admission: admission[0],
     )
-    assert admitted == [(8080, None), (9090, [ROUTER_PODS_PEER])]  # None: from anywhere; never 9901 (admin)
+    # None: from anywhere; never 9901 (admin); 8081 (the peer listener, router/ownership.py) from router pods only
+    assert admitted == [(8080, None), (8081, [ROUTER_PODS_PEER]), (9090, [ROUTER_PODS_PEER])]
     assert all(spec["podSelector"] == ROUTER_PODS for name, spec in policies.items() if name != "aks-inference-router-default-deny")
 
 
 def test_router_pods_reach_dns_https_outside_imds_the_model_pods_and_their_peers_only(dev_run):
     egress = router_policies(dev_run)["aks-inference-router-restricted-egress"]["egress"]
     reached = {(port["protocol"], port["port"]): rule["to"] for rule in egress for port in rule["ports"]}
-    assert set(reached) == {("UDP", 53), ("TCP", 53), ("TCP", 443), ("TCP", 5001), ("TCP", 9090)}
+    assert set(reached) == {("UDP", 53), ("TCP", 53), ("TCP", 443), ("TCP", 5001), ("TCP", 8081), ("TCP", 9090)}
     assert reached[("UDP", 53)] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}}, "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}]
     assert reached[("TCP", 443)] == [{"ipBlock": {"cidr": "0.0.0.0/0", "except": ["169.254.169.254/32"]}}]
     assert reached[("TCP", 5001)] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "models"}}, "podSelector": {"matchLabels": {"aks-inference/model-service": "true"}}}]
-    assert reached[("TCP", 9090)] == [ROUTER_PODS_PEER]
+    assert reached[("TCP", 9090)] == reached[("TCP", 8081)] == [ROUTER_PODS_PEER]
 
 
 def test_router_roles_name_the_keys_secrets_and_the_model_deployments():

@@ -1,5 +1,5 @@
 """The stacks the policy cases edit: the shipped dev, prod and gpu, prod with a general-purpose pool, and
-prod serving a model over plain HTTP by choice (`tls.allowInsecure: true`)."""
+prod serving a model over plain HTTP by choice (`tls.allowInsecure: true`), and dev serving a versioned endpoint."""
 
 from __future__ import annotations
 
@@ -8,6 +8,9 @@ import pytest
 from tests.pulumi_harness import run_program, stack_config, with_config
 
 DIABETES = {"name": "diabetes", "path": "examples/models/diabetes"}
+# A versioned endpoint: the control is the default, the treatment takes 10 % (contract/endpoints.py).
+ENDPOINT = {**DIABETES, "versions": [{"name": "diabetes-v1", "isDefault": True, "versionType": "control"},
+                                     {"name": "diabetes-v2", "trafficPercentile": 10}]}
 
 
 def prod_with_cpu_pool() -> dict:
@@ -31,4 +34,5 @@ def stacks(dev_run, prod_run) -> dict:
         "prod+cpu": _run("prod", prod_with_cpu_pool()),
         "gpu": _run("gpu"),
         "prod+insecure": _run("prod", with_config("prod", models=[DIABETES], tls={"allowInsecure": True})),
+        "dev+endpoint": _run("dev", with_config("dev", models=[ENDPOINT])),
     }

@@ -58,6 +58,16 @@ def tls_secret(props: dict) -> dict:
             "stringData": {"tls.crt": "cert", "tls.key": "key"}}
 
 
+ENDPOINT = "model-diabetes"  # the endpoint Service of the dev+endpoint stack
+VERSIONS = "metadata.annotations.aks-inference/versions"
+
+
+def versions(*entries: tuple[str, int | None, str]) -> str:
+    """A VERSIONS annotation: (name, trafficPercentile (None: the default), versionType) per version."""
+    return json.dumps([{"name": name, "trafficPercentile": share, "isDefault": share is None, "versionType": kind, "mirrorPercentile": 0}
+                       for name, share, kind in entries])
+
+
 def append_rule(rule: dict) -> Callable[[dict], None]:
     return lambda props: props.setdefault("rules", []).append(rule)
 
@@ -121,6 +131,12 @@ CASES = {
     "no-hpa-on-model-deployments": ("dev", no_change, add("kubernetes:autoscaling/v2:HorizontalPodAutoscaler", "model-hpa", model_hpa), {}),
     "model-auth-production": ("dev", edit(SERVICE, fast_prod, name=MODEL),
                               chain(edit(SERVICE, fast_prod, name=MODEL), edit(SERVICE, setter("metadata.annotations.aks-inference/auth", "none"), name=MODEL)), {}),
+    "endpoint-control-version-production": ("dev+endpoint", edit(SERVICE, fast_prod, name=ENDPOINT),
+                                            chain(edit(SERVICE, fast_prod, name=ENDPOINT),
+                                                  edit(SERVICE, setter(VERSIONS, versions(("diabetes-v1", None, "treatment"), ("diabetes-v2", 10, "treatment"))), name=ENDPOINT)), {}),
+    "endpoint-treatment-not-all-traffic": ("dev+endpoint", edit(SERVICE, setter(VERSIONS, versions(("diabetes-v1", None, "control"), ("diabetes-v2", 99, "treatment"))), name=ENDPOINT),
+                                           edit(SERVICE, setter(VERSIONS, versions(("diabetes-v1", None, "control"), ("diabetes-v2", 100, "treatment"))), name=ENDPOINT), {}),
+    "endpoint-versions-have-endpoints": ("dev+endpoint", no_change, edit(SERVICE, setter("metadata.annotations.aks-inference/endpoint", "elsewhere"), name="model-diabetes-v2"), {}),
     "router-tls-production": ("dev", chain(edit(CLUSTER, fast_prod), add("kubernetes:core/v1:Secret", "router-tls", tls_secret),
                                            edit(DEPLOYMENT, router_tls, name="aks-inference-router")),
                               edit(CLUSTER, fast_prod), {}),

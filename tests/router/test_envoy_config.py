@@ -1,17 +1,23 @@
 """Pure Envoy rendering without a process: what a route carries (timeouts, retries, auth per known value),
-what a refused service renders, file versions, the request-id guard and the admin address."""
+what a refused service renders, file versions, the request-id guard and the admin address; an endpoint's
+pin, weighted and mirrored routes behind its auth, and what a refused endpoint renders."""
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import pytest
 
 from router.envoy_config import API_KEY_FILTER, JWT_FILTER, RBAC_FILTER, render_dynamic
 from router.spec import (
     SYSTEM_CA_BUNDLE,
+    VERSION_HEADER,
     Endpoint,
+    EndpointRoute,
     JwtSettings,
     ServiceRoute,
     TokenAuthorization,
+    VersionShare,
 )
 from tests.fixtures_router import PRIMARY, render_settings, sample_routes
 
@@ -194,3 +200,105 @@ def test_rules_on_a_service_that_is_not_a_token_service_refuse_it(tmp_path):
     refusal = _by_name(files)["keyed"]["direct_response"]
     assert refusal["status"] == 503 and "token_authorization is set but auth='key'" in refusal["body"]["inline_string"]
     assert list(_jwt_filter(files)["requirement_map"]) == ["entra"]
+
+
+# --------------------------------------------------------------------------- versioned endpoints
+
+CONTROL = ServiceRoute("v-one", endpoint="scorer", scoring_timeout_ms=5_000, endpoints=(Endpoint("127.0.0.1", 5101),))
+CANARY = ServiceRoute("v-two", endpoint="scorer", scoring_timeout_ms=90_000, endpoints=(Endpoint("127.0.0.1", 5102),))
+SHADOW = ServiceRoute("v-three", endpoint="scorer", endpoints=(Endpoint("127.0.0.1", 5103),))
+SCORER = EndpointRoute(
+    "scorer",
+    keys=(PRIMARY,),
+    versions=(VersionShare("v-one", 90, is_default=True, version_type="control"), VersionShare("v-two", 10), VersionShare("v-three", 0, 25)),
+)
+JWT = JwtSettings("https://issuer.example", ("api://x",), local_jwks_path="/dev/null")
+
+
+def _routes_of(files: dict, name: str) -> list[dict]:
+    return [r for r in files["rds.json"]["resources"][0]["virtual_hosts"][0]["routes"] if r["name"] == name]
+
+
+def _pin(route: dict) -> str | None:
+    headers = route["match"].get("headers", [{}])
+    return headers[0].get("string_match", {}).get("exact")
+
+
+def test_an_endpoint_pins_first_then_spreads_by_weight_and_mirrors_its_shadow(tmp_path):
+    files = render_dynamic([*sample_routes(), CONTROL, CANARY, SHADOW], render_settings(tmp_path), [SCORER])
+    *pins, unknown, weighted = _routes_of(files, "scorer")
+    assert [_pin(r) for r in pins] == ["v-one", "v-two", "v-three"]  # a shadow can be tested too
+    assert [r["route"]["cluster"] for r in pins] == ["model-models-v-one", "model-models-v-two", "model-models-v-three"]
+    assert [r["route"]["timeout"] for r in pins] == ["5.000s", "90.000s", "60.000s"]  # each version's own scoring timeout
+    assert [r["response_headers_to_add"][0]["header"] for r in pins] == [{"key": VERSION_HEADER, "value": v} for v in ("v-one", "v-two", "v-three")]
+    assert unknown["match"]["headers"] == [{"name": VERSION_HEADER, "present_match": True}] and unknown["direct_response"]["status"] == 404
+    action = weighted["route"]
+    assert weighted["match"] == {"prefix": "/api/v1/service/scorer/"} and "cluster" not in action
+    assert [(c["name"], c["weight"], c["response_headers_to_add"][0]["header"]["value"]) for c in action["weighted_clusters"]["clusters"]] == [
+        ("model-models-v-one", 90, "v-one"), ("model-models-v-two", 10, "v-two")]
+    assert action["timeout"] == "90.000s"  # one timeout per route: the largest of the answering versions'
+    assert action["request_mirror_policies"] == [
+        {"cluster": "model-models-v-three", "runtime_fraction": {"default_value": {"numerator": 25, "denominator": "HUNDRED"}}}]
+    plain = _by_name(files)["keyed"]["route"]
+    assert action["retry_policy"] == plain["retry_policy"] and action["prefix_rewrite"] == plain["prefix_rewrite"]
+
+
+def test_versions_get_their_clusters_and_no_route_of_their_own(tmp_path):
+    orphan = ServiceRoute("v-orphan", endpoint="absent", endpoints=(Endpoint("127.0.0.1", 5104),))
+    files = render_dynamic([CONTROL, CANARY, SHADOW, orphan], render_settings(tmp_path), [SCORER])
+    assert _clusters(files) == ["model-models-v-one", "model-models-v-orphan", "model-models-v-three", "model-models-v-two"]
+    names = {r["name"] for r in files["rds.json"]["resources"][0]["virtual_hosts"][0]["routes"]}
+    assert names == {"health", "scorer", "unknown-service"}  # no /v-one/ ... prefix, nothing for the orphan's absent endpoint
+
+
+@pytest.mark.parametrize("auth", ["key", "token", "none"])
+def test_a_pinned_version_is_behind_the_endpoints_auth_exactly_as_its_weighted_route(tmp_path, auth):
+    endpoint = replace(SCORER, auth=auth, keys=(PRIMARY,) if auth == "key" else ())
+    files = render_dynamic([CONTROL, CANARY, SHADOW], render_settings(tmp_path, jwt=JWT), [endpoint])
+    routes = _routes_of(files, "scorer")
+    assert len(routes) == 5 and all(r["typed_per_filter_config"] == routes[-1]["typed_per_filter_config"] for r in routes)
+    config = routes[-1]["typed_per_filter_config"]
+    if auth == "key":
+        assert config[API_KEY_FILTER]["credentials"] == [{"key": PRIMARY, "client": "scorer-primary"}] and config[JWT_FILTER]["disabled"]
+    elif auth == "token":
+        assert config[API_KEY_FILTER]["disabled"] and config[JWT_FILTER]["requirement_name"] == "entra"
+    else:
+        assert config[API_KEY_FILTER]["disabled"] and config[JWT_FILTER]["disabled"]
+
+
+def test_a_token_endpoint_with_its_own_audience_gets_its_requirement(tmp_path):
+    endpoint = replace(SCORER, auth="token", keys=(), token_authorization=TokenAuthorization(audience="api://scorer"))
+    files = render_dynamic([CONTROL, CANARY, SHADOW], render_settings(tmp_path, jwt=JWT), [endpoint])
+    assert "entra-audience:api://scorer" in _jwt_filter(files)["requirement_map"]
+    assert {r["typed_per_filter_config"][JWT_FILTER]["requirement_name"] for r in _routes_of(files, "scorer")} == {"entra-audience:api://scorer"}
+
+
+def test_a_refused_endpoint_renders_the_refused_service_answer_and_the_rest_is_served(tmp_path):
+    broken = replace(SCORER, versions=(*SCORER.versions[:2], VersionShare("v-gone", 5)))
+    files = render_dynamic([*sample_routes(), CONTROL, CANARY, SHADOW], render_settings(tmp_path), [broken])
+    [refusal] = _routes_of(files, "scorer")
+    assert refusal["direct_response"] == {
+        "status": 503,
+        "body": {"inline_string": "The router does not serve this service: versions[2] 'v-gone' answers 5% of requests but no such service was found; "
+                                  "versions: the weights sum to 105, not 100 (the default takes the rest)"},
+    }
+    assert "model-models-v-two" in _clusters(files) and _by_name(files)["keyed"]["route"]["cluster"] == "model-models-keyed"
+
+
+def test_an_endpoint_and_a_service_claiming_one_name_are_both_refused(tmp_path):
+    files = render_dynamic([ServiceRoute("scorer", auth="none"), CONTROL, CANARY, SHADOW], render_settings(tmp_path), [SCORER])
+    routes = _routes_of(files, "scorer")
+    assert [r["direct_response"]["status"] for r in routes] == [503, 503]
+    assert "model-models-scorer" not in _clusters(files)
+
+
+def test_a_missing_shadow_is_simply_not_mirrored(tmp_path):
+    files = render_dynamic([CONTROL, CANARY], render_settings(tmp_path), [SCORER])
+    *pins, _, weighted = _routes_of(files, "scorer")
+    assert [_pin(r) for r in pins] == ["v-one", "v-two"] and "request_mirror_policies" not in weighted["route"]
+
+
+def test_the_endpoint_order_given_changes_nothing(tmp_path):
+    other = replace(SCORER, name="another", versions=(VersionShare("v-one", 100, is_default=True),))
+    settings = render_settings(tmp_path)
+    assert render_dynamic([CONTROL, CANARY, SHADOW], settings, [SCORER, other]) == render_dynamic([SHADOW, CANARY, CONTROL], settings, [other, SCORER])

@@ -6,9 +6,17 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
+import pytest
+
 from router import envoy_files
 from router.envoy_files import BOOTSTRAP_FILE, ConfigWriter
-from router.spec import Endpoint, ServiceRoute
+from router.spec import (
+    Endpoint,
+    EndpointRoute,
+    ServiceRoute,
+    VersionShare,
+    with_live_split,
+)
 from tests.fixtures_router import render_settings
 
 
@@ -18,6 +26,27 @@ def _route(name: str, port: int = 9000) -> ServiceRoute:
 
 def _clusters(directory) -> list[str]:
     return [c["name"] for c in json.loads((directory / "cds.json").read_text())["resources"]]
+
+
+def test_the_router_pod_starts_envoy_with_the_worker_count_of_its_environment(tmp_path, monkeypatch):
+    """`python -m router envoy` passes AKSINF_ENVOY_CONCURRENCY on; without it Envoy keeps its own default."""
+    from router import __main__ as entry
+    from router.environment import RouterEnvironment
+
+    (tmp_path / BOOTSTRAP_FILE).write_text("{}")
+    started: list[list[str]] = []
+
+    def exec_envoy(path, argv):
+        started.append(argv)
+        raise SystemExit(0)  # execv does not return
+
+    monkeypatch.setattr(entry.os, "execv", exec_envoy)
+    for concurrency in (2, None):
+        with pytest.raises(SystemExit):
+            entry.run_envoy(RouterEnvironment(config_dir=str(tmp_path), envoy_concurrency=concurrency))
+    with_limit, default = started
+    assert with_limit[with_limit.index("--concurrency") + 1] == "2" and "--concurrency" not in default
+    assert with_limit[:3] == default[:3] == [envoy_files.envoy_binary(), "-c", str(tmp_path / BOOTSTRAP_FILE)]
 
 
 def test_every_file_is_json_and_the_bootstrap_points_envoy_at_json_files(tmp_path):
@@ -41,7 +70,7 @@ def test_unchanged_inputs_render_nothing_and_write_nothing(tmp_path, monkeypatch
     writer = ConfigWriter(tmp_path)
     rendered = []
     render = envoy_files.render_dynamic
-    monkeypatch.setattr(envoy_files, "render_dynamic", lambda routes, s: rendered.append(1) or render(routes, s))
+    monkeypatch.setattr(envoy_files, "render_dynamic", lambda routes, s, endpoints: rendered.append(1) or render(routes, s, endpoints))
     routes = [_route("alpha"), _route("beta")]
     writer.write(routes, settings)
     before = {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()}
@@ -89,3 +118,18 @@ def test_an_unreadable_previous_file_is_replaced_in_the_order_for_additions(tmp_
     (tmp_path / "cds.json").write_text("resources: [left by an older version]")
     assert ConfigWriter(tmp_path).write([_route("alpha")], settings) == ["cds.json", "rds.json", "lds.json"]
     assert _clusters(tmp_path) == ["model-models-alpha"]
+
+
+def test_an_endpoint_is_written_with_its_versions_and_a_traffic_change_rewrites_the_routes_alone(tmp_path):
+    settings = render_settings(tmp_path)
+    writer = ConfigWriter(tmp_path)
+    versions = [replace(_route("v-one", 9001), endpoint="scorer"), replace(_route("v-two", 9002), endpoint="scorer")]
+    endpoint = EndpointRoute("scorer", auth="none", versions=(VersionShare("v-one", 90, is_default=True), VersionShare("v-two", 10)))
+    assert writer.write(versions, settings, [endpoint]) == ["cds.json", "rds.json", "lds.json"]  # clusters before the routes that use them
+    assert writer.write(versions, settings, [endpoint]) == []
+    shifted, _ = with_live_split(endpoint, {"v-two": 50})
+    assert writer.write(versions, settings, [shifted]) == ["rds.json"]
+    weighted = json.loads((tmp_path / "rds.json").read_text())["resources"][0]["virtual_hosts"][0]["routes"][-2]["route"]["weighted_clusters"]
+    assert [c["weight"] for c in weighted["clusters"]] == [50, 50]
+    assert writer.write(versions, settings) == ["rds.json"]  # existing callers: no endpoints, the versions keep their clusters
+    assert _clusters(tmp_path) == ["model-models-v-one", "model-models-v-two"]

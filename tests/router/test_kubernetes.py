@@ -1,6 +1,7 @@
 """One round of the in-cluster loop, driven with fakes: a fake API server and Envoy admin API, a real
 ConfigWriter on disk, a real LeaderElector over a fake Lease store, a real ControlPlane and
-KubernetesScaler over a fake apps API, and the real HealthReport on the plane's registry."""
+KubernetesScaler over a fake apps API, the real HealthReport on the plane's registry, and the router-owned
+state in memory (the ConfigMap store itself over a fake core API)."""
 
 from __future__ import annotations
 
@@ -16,23 +17,28 @@ from prometheus_client import generate_latest
 
 from router.actuators import KubernetesScaler
 from router.autoscaler import AutoscaleSettings
+from router.canary import RolloutPolicy
 from router.controlplane import ControlPlane
 from router.discovery import (
+    ENDPOINT_LABEL,
     KEYS_SECRET,
     MAX_CONCURRENT,
     MODEL_SERVICE_LABEL,
     SERVICE_NAME_LABEL,
     annotations_for,
     discover,
+    endpoint_annotations,
     named_secrets,
 )
 from router.environment import RouterEnvironment
 from router.envoy_files import ConfigWriter
-from router.kubernetes import KubernetesClusterApi, Reconciled, reconcile_once
+from router.kubernetes import ConfigMapStateStore, KubernetesClusterApi, Reconciled, reconcile_once
 from router.leader import LeaderElector, Lease
 from router.metrics import Load
-from router.spec import Endpoint, RouterSettings, ServiceRoute
+from router.spec import Endpoint, EndpointRoute, RouterSettings, ServiceRoute, VersionShare
+from router.state import RouterState, StateNotSaved, TrafficEntry, parse_state
 from router.status import HealthReport, Subscription
+from tests.router.test_controlplane import MemoryStore
 from tests.router.test_leader import FakeLeases
 
 NOW = 1000.0
@@ -43,12 +49,13 @@ ENVIRONMENT = RouterEnvironment(
     admin_port=ADMIN_PORT, metrics_port=METRICS_PORT,
 )
 AUTOSCALE = AutoscaleSettings(min_replicas=2, max_replicas=5, max_concurrent=2, fixed_replicas=2)
+ROLLOUT = RolloutPolicy("", "", (10, 50, 100), 60.0, 0.05, 1.5, 100)  # control and treatment come from the versions
 PRIMARY_KEY = "p" * 32
 
 
-def model_objects(name: str, namespace: str, address: str) -> tuple[dict, dict]:
+def model_objects(name: str, namespace: str, address: str, endpoint: str | None = None) -> tuple[dict, dict]:
     """A model Service (key auth, 2 requests per replica, 800 ms queue wait) and its EndpointSlice, one ready replica."""
-    route = ServiceRoute(name, namespace, auth="key", max_concurrent=2, max_queue_wait_ms=800)
+    route = ServiceRoute(name, namespace, auth="key", max_concurrent=2, max_queue_wait_ms=800, endpoint=endpoint)
     service = {
         "metadata": {
             "name": f"{name}-svc",
@@ -79,8 +86,19 @@ class FakeCluster:
         self.peers: dict[tuple[str, str], list[str]] = {}
         self.reads: list[tuple[str, ...]] = []
 
-    def add_model(self, name: str, namespace: str, address: str, **annotations: str) -> None:
-        service, endpoint_slice = model_objects(name, namespace, address)
+    def add_endpoint(self, name: str, namespace: str, rollout: RolloutPolicy | None = ROLLOUT) -> None:
+        """Endpoint `name`: versions v1 (the default, control) and v2 (a 10 % treatment), each a model service of
+        its own, and the endpoint Service (no selector, no EndpointSlice) naming the endpoint's key Secret."""
+        self.add_model(f"{name}-v1", namespace, "10.244.3.1", endpoint=name)
+        self.add_model(f"{name}-v2", namespace, "10.244.3.2", endpoint=name)
+        versions = (VersionShare(f"{name}-v1", 90, is_default=True, version_type="control"), VersionShare(f"{name}-v2", 10))
+        annotations = endpoint_annotations(EndpointRoute(name, namespace, versions=versions), keys_secret=f"{name}-keys", rollout=rollout)
+        labels = {MODEL_SERVICE_LABEL: "true", ENDPOINT_LABEL: "true"}
+        self.services[namespace].append({"metadata": {"name": f"{name}-svc", "namespace": namespace, "labels": labels, "annotations": annotations}})
+        self.secrets[(namespace, f"{name}-keys")] = keys_secret(name, namespace)
+
+    def add_model(self, name: str, namespace: str, address: str, endpoint: str | None = None, **annotations: str) -> None:
+        service, endpoint_slice = model_objects(name, namespace, address, endpoint)
         service["metadata"]["annotations"].update(annotations)
         self.services.setdefault(namespace, []).append(service)
         self.slices.setdefault(namespace, []).append(endpoint_slice)
@@ -154,6 +172,7 @@ class RouterReplica:
     api: FakeCluster = field(default_factory=FakeCluster)
     apps: FakeApps = field(default_factory=FakeApps)
     plane_reads: list[list[str]] = field(default_factory=list)
+    store: MemoryStore = field(default_factory=MemoryStore)
 
     def __post_init__(self):
         self.settings = RouterSettings(config_dir=self.config_dir, listen_port=8080, admin_port=ADMIN_PORT)
@@ -161,7 +180,7 @@ class RouterReplica:
         self.envoy = FakeEnvoy(self.writer)
         self.elector = LeaderElector("router-a", self.leases, lambda: NOW)
         self.scaler = KubernetesScaler(self.apps, {})
-        self.plane = ControlPlane([], self.scaler, [], clock=lambda: NOW, collector=self._every_replica)
+        self.plane = ControlPlane([], self.scaler, [], clock=lambda: NOW, wall_clock=lambda: NOW, collector=self._every_replica, store=self.store)
         self.health = HealthReport(self.plane.registry)
 
     def _every_replica(self, load_urls: list[str]) -> dict[str, Load]:
@@ -170,7 +189,7 @@ class RouterReplica:
 
     def reconcile(self) -> Reconciled:
         return reconcile_once(
-            self.api, self.writer, self.elector, self.plane, self.scaler, self.settings, ENVIRONMENT, self.envoy, self.health
+            self.api, self.writer, self.elector, self.plane, self.scaler, self.settings, ENVIRONMENT, self.envoy, self.health, self.store
         )
 
     def metrics(self) -> str:
@@ -183,7 +202,12 @@ class RouterReplica:
         return {r["name"]: r for r in yaml.safe_load((self.config_dir / "rds.json").read_text())["resources"][0]["virtual_hosts"][0]["routes"]}
 
     def routed_clusters(self) -> set[str]:
-        return {r["route"]["cluster"] for r in self.routes().values() if "route" in r}
+        return {r["route"]["cluster"] for r in self.routes().values() if "route" in r and "cluster" in r["route"]}
+
+    def endpoint_split(self) -> dict[str, int]:
+        """cluster -> weight of the (one) weighted route: the split Envoy applies to the endpoint's clients."""
+        (weighted,) = [r["route"]["weighted_clusters"] for r in self.routes().values() if "weighted_clusters" in r.get("route", {})]
+        return {c["name"]: c["weight"] for c in weighted["clusters"]}
 
 
 def endpoints(cluster: dict) -> list[str]:
@@ -400,3 +424,92 @@ def test_the_real_cluster_api_selects_labelled_objects_reads_secrets_by_name_and
         ("secret", "models", "api-down"),
         ("slices", "aks-inference", f"{SERVICE_NAME_LABEL}=aks-inference-router"),
     ]
+
+
+# --------------------------------------------------------------------------- endpoints and the router-owned state
+
+
+def test_every_replica_renders_the_live_split_the_store_holds_for_the_endpoints_revision(follower):
+    follower.api.add_endpoint("scorer", "models")
+    endpoint = follower.reconcile().endpoints[0]
+    assert not endpoint.route.problems and endpoint.rollout is not None
+    assert follower.endpoint_split() == {"model-models-scorer-v1": 90, "model-models-scorer-v2": 10}  # nothing stored: configured
+    live = TrafficEntry(endpoint.revision, (("scorer-v1", 0), ("scorer-v2", 100)), "completed", 2, NOW - 10)
+    follower.store.save(RouterState({"models/scorer": live}))
+    follower.reconcile()
+    assert follower.endpoint_split() == {"model-models-scorer-v2": 100}  # a follower reads the store every round
+    follower.store.save(RouterState({"models/scorer": TrafficEntry("older", (("scorer-v1", 100), ("scorer-v2", 0)), "rolled_back", 0, NOW)}))
+    follower.reconcile()
+    assert follower.endpoint_split() == {"model-models-scorer-v1": 90, "model-models-scorer-v2": 10}  # another revision: dropped
+    assert follower.plane.services == [] and follower.store.writes == 2  # a follower decides and writes nothing
+
+
+def test_the_leader_starts_the_rollout_renders_it_at_once_and_scales_each_version(leader):
+    leader.api.add_endpoint("scorer", "models")
+    leader.api.peers[("aks-inference", "aks-inference-router")] = ["10.0.0.1"]
+    assert leader.reconcile().leader is True
+    entry = parse_state(leader.store.text, "test").traffic["models/scorer"]
+    assert (entry.phase, entry.step, dict(entry.split)) == ("progressing", 0, {"scorer-v1": 90, "scorer-v2": 10})
+    assert leader.endpoint_split() == {"model-models-scorer-v1": 90, "model-models-scorer-v2": 10}
+    # Versions are services: each scaled on its own load, its own Deployment; the endpoint Service has none.
+    assert leader.scaler.deployments == {"scorer-v1": ("models", "scorer-v1-deploy"), "scorer-v2": ("models", "scorer-v2-deploy")}
+    assert set(parse_state(leader.store.text, "test").autoscaler) == {"models/scorer-v1", "models/scorer-v2"}
+    assert 'aksinf_endpoint_traffic_percent{endpoint="scorer",version="scorer-v2"} 10.0' in leader.metrics()
+
+
+def test_the_leader_applies_a_rollback_it_decides_in_the_same_round(leader):
+    """A failing canary: the leader's round decides the rollback, stores it and serves it before the round ends."""
+    leader.api.add_endpoint("scorer", "models")
+    counters = {"model-models-scorer-v1": Load(routers_seen=1), "model-models-scorer-v2": Load(routers_seen=1)}
+    leader.plane.collector = lambda urls: dict(counters)
+    leader.reconcile()  # the rollout starts; the window's first reading
+    assert leader.endpoint_split() == {"model-models-scorer-v1": 90, "model-models-scorer-v2": 10}
+    counters["model-models-scorer-v1"] = Load(routers_seen=1, started=900)
+    counters["model-models-scorer-v2"] = Load(routers_seen=1, started=100, server_errors=60)
+    leader.reconcile()
+    entry = parse_state(leader.store.text, "test").traffic["models/scorer"]
+    assert entry.phase == "rolled_back" and leader.endpoint_split() == {"model-models-scorer-v1": 100}
+
+
+class FakeCore:
+    """CoreV1Api's ConfigMap calls: `status` makes reads fail; patches are recorded and applied."""
+
+    def __init__(self, data: dict | None = None):
+        self.data, self.status, self.patches = data, None, []
+
+    def read_namespaced_config_map(self, name, namespace):
+        from kubernetes.client.exceptions import ApiException
+
+        if self.status or self.data is None:
+            raise ApiException(status=self.status or 404, reason="Forbidden" if self.status == 403 else "Not Found")
+        return SimpleNamespace(data=dict(self.data))
+
+    def patch_namespaced_config_map(self, name, namespace, body):
+        from kubernetes.client.exceptions import ApiException
+
+        if self.status:
+            raise ApiException(status=self.status)
+        self.patches.append((namespace, name, body))
+        self.data = {**(self.data or {}), **body["data"]}
+
+
+def test_the_config_map_store_reads_keeps_the_last_state_on_errors_and_patches_only_changes(caplog):
+    state = RouterState({"models/scorer": TrafficEntry("r", (("v1", 100), ("v2", 0)), "rolled_back", 1, NOW, "5xx")})
+    core = FakeCore()
+    store = ConfigMapStateStore(core, "aks-inference")
+    with caplog.at_level(logging.ERROR, logger="router.kubernetes"):
+        assert store.load() == RouterState()  # not created: empty, logged once
+        store.load()
+    assert caplog.text.count("does not exist") == 1
+    core.data = {"state.json": '{"autoscaler":{},"traffic":{}}'}  # as the deployer declares it
+    store.save(state)
+    store.save(state)
+    assert core.patches == [("aks-inference", "aks-inference-router-state", {"data": {"state.json": core.data["state.json"]}})]
+    assert ConfigMapStateStore(core, "aks-inference").load() == state
+    core.status = 500
+    assert store.load() == state  # an API-server blip: the state last read, never the configured splits
+    with pytest.raises(StateNotSaved):
+        store.save(RouterState())
+    core.status = None
+    core.data = {"state.json": "{broken"}
+    assert store.load() == RouterState()  # corrupt: empty, never an exception

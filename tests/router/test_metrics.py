@@ -1,33 +1,49 @@
-"""Parsing Envoy's stats (busy and queued gauges, the started counter), the service time measured without
-queueing and the queue it sizes, the /load document replicas serve each other, and summing replicas
-where one that does not answer is skipped."""
+"""Parsing Envoy's stats (busy and queued gauges, the started and 5xx counters, the latency histogram), the
+service time measured without queueing and the queue it sizes, the /load document replicas serve each other,
+summing replicas where one that does not answer is skipped, and a window's per-version counts and p99."""
 
 import math
 
 import pytest
 
 from router.metrics import (
+    Counts,
     Load,
     ServiceTime,
     ServiceTimes,
     collect,
+    counted_since,
     load_document,
     loads_from_document,
     next_service_time,
     parse_stats,
+    percentile_ms,
     sizing_time,
 )
 from router.spec import Endpoint, ServiceRoute
 
 
 def test_parse_stats():
+    """The shape Envoy 1.40 answers to /stats?format=json&histogram_buckets=cumulative (recorded)."""
     payload = {"stats": [
+        {"name": "cluster.model-models-a.external.upstream_rq_5xx", "value": 13},
+        {"name": "cluster.model-models-a.upstream_rq_5xx", "value": 13},
         {"name": "cluster.model-models-a.upstream_rq_active", "value": 3},
         {"name": "cluster.model-models-a.upstream_rq_pending_active", "value": 2},
-        {"name": "cluster.model-models-a.upstream_rq_total", "value": 40},
+        {"name": "cluster.model-models-a.upstream_rq_total", "value": 50},
         {"name": "cluster.model-models-b.upstream_rq_active", "value": 1},
+        {"histograms": [
+            {"name": "cluster.model-models-a.external.upstream_rq_time", "buckets": [{"upper_bound": 0.5, "interval": 0, "cumulative": 1}]},
+            {"name": "cluster.model-models-a.upstream_rq_time", "buckets": [
+                {"upper_bound": 0.5, "interval": 0, "cumulative": 29}, {"upper_bound": 1, "interval": 0, "cumulative": 41},
+                {"upper_bound": 5, "interval": 0, "cumulative": 49}, {"upper_bound": 10, "interval": 0, "cumulative": 50},
+            ]},
+        ]},
     ]}
-    assert parse_stats(payload) == {"model-models-a": (3.0, 2.0, 40.0), "model-models-b": (1.0, 0.0, 0.0)}
+    assert parse_stats(payload) == {
+        "model-models-a": Load(3, 2, 1, started=50, server_errors=13, latency_buckets=((0.5, 29), (1, 41), (5, 49), (10, 50))),
+        "model-models-b": Load(1, 0, 1),
+    }
 
 
 def saturated(service_ms: float, seconds: int, slots: int = 1):
@@ -115,8 +131,10 @@ def test_service_times_follow_each_cluster_and_forget_the_gone():
 
 
 def test_a_load_document_reads_back_as_one_replicas_load():
-    loads = {"model-models-a": Load(2, 1, 1, 12.5), "model-models-b": Load(0, 0, 1, None)}
+    loads = {"model-models-a": Load(2, 1, 1, 12.5, 40, 3, ((10.0, 30), (25.0, 40))), "model-models-b": Load(0, 0, 1, None)}
     assert loads_from_document(load_document(loads)) == loads
+    # A replica of the previous release sends no counters: read as none, not refused.
+    assert loads_from_document({"clusters": {"model-models-a": {"active": 1, "pending": 0}}}) == {"model-models-a": Load(1, 0, 1)}
 
 
 @pytest.mark.parametrize(
@@ -131,6 +149,9 @@ def test_a_load_document_reads_back_as_one_replicas_load():
         {"clusters": {"model-models-a": {"active": True, "pending": 0}}},
         {"clusters": {"model-models-a": {"pending": 0}}},
         {"clusters": {"model-models-a": {"active": 0, "pending": 0, "latency_ms": "fast"}}},
+        {"clusters": {"model-models-a": {"active": 0, "pending": 0, "server_errors": -3}}},
+        {"clusters": {"model-models-a": {"active": 0, "pending": 0, "latency_buckets": [[10, "many"]]}}},
+        {"clusters": {"model-models-a": {"active": 0, "pending": 0, "latency_buckets": {"10": 3}}}},
     ],
 )
 def test_a_load_document_the_autoscaler_could_not_use_is_refused(document):
@@ -154,3 +175,36 @@ def test_collect_sums_replicas_and_skips_one_that_does_not_answer():
     answers["http://10.0.0.1:9090/load"] = {"model-models-a": Load(2, 1, 1, started=40)}
     answers["http://10.0.0.2:9090/load"] = {"model-models-a": Load(1, 0, 1, started=2)}
     assert collect(list(answers), read=read)["model-models-a"].started == 42
+
+
+def test_collect_sums_counters_and_histograms_exactly():
+    """Counters and bucket counts add over router replicas: the leader's sum is the version's whole histogram."""
+    answers = {
+        "a": {"model-models-a": Load(0, 0, 1, started=10, server_errors=1, latency_buckets=((10.0, 9), (100.0, 10)))},
+        "b": {"model-models-a": Load(0, 0, 1, started=30, server_errors=2, latency_buckets=((10.0, 20), (100.0, 30)))},
+    }
+    total = collect(list(answers), read=lambda url, timeout: answers[url])["model-models-a"]
+    assert (total.started, total.server_errors, total.latency_buckets) == (40, 3, ((10.0, 29), (100.0, 40)))
+
+
+def test_a_window_counts_what_was_served_between_two_comparable_readings():
+    before = Load(routers_seen=2, started=100, server_errors=5, latency_buckets=((10.0, 90), (100.0, 100)))
+    after = Load(routers_seen=2, started=300, server_errors=7, latency_buckets=((10.0, 190), (100.0, 300)))
+    assert counted_since(before, after) == Counts(200, 2, ((10.0, 100), (100.0, 200)))
+    # A router missing from one sum (or back in it) would count its whole history; a restarted Envoy's counters go back.
+    assert counted_since(before, Load(routers_seen=3, started=900, server_errors=7)) is None
+    assert counted_since(before, Load(routers_seen=2, started=50, server_errors=7)) is None
+
+
+@pytest.mark.parametrize(
+    ("buckets", "p99"),
+    [
+        ((), None),
+        (((10.0, 0), (100.0, 0)), None),
+        (((10.0, 100), (100.0, 100)), 9.9),  # all within the first bucket: interpolated from 0
+        (((10.0, 90), (100.0, 100)), 10.0 + 90.0 * 9 / 10),  # rank 99 of 100 is the 9th of the 10 in (10, 100]
+        (((1.0, 0), (5.0, 0), (250.0, 1000)), 5.0 + 245.0 * 0.99),
+    ],
+)
+def test_p99_from_cumulative_buckets(buckets, p99):
+    assert percentile_ms(buckets, 0.99) == (pytest.approx(p99) if p99 is not None else None)

@@ -8,16 +8,24 @@ import pytest
 
 from router.spec import (
     INT32_MAX,
+    MAX_ENDPOINT_VERSIONS,
     MAX_TOKEN_CLAIM_LENGTH,
     MAX_TOKEN_CLAIM_VALUES,
+    PERCENT,
     SYSTEM_CA_BUNDLE,
     UINT32_MAX,
     Endpoint,
+    EndpointRoute,
     RouterSettings,
     ServiceRoute,
     TokenAuthorization,
+    VersionShare,
+    endpoint_problems,
     refuse_unsafe,
+    refuse_unsafe_endpoints,
     route_problems,
+    served_versions,
+    with_live_split,
 )
 
 GOOD = ServiceRoute("diabetes", keys=("p" * 32, "s" * 32), endpoints=(Endpoint("10.244.1.7", 5001), Endpoint("fd00::7", 5001)))
@@ -170,3 +178,183 @@ def test_token_rules_within_bounds_have_no_problem_and_the_contract_keeps_the_sa
     rules = TokenAuthorization(("Model.Score", "a" * 120), ("00000000-0000-0000-0000-000000000001",) * MAX_TOKEN_CLAIM_VALUES, "x" * MAX_TOKEN_CLAIM_LENGTH)
     assert route_problems(replace(TOKEN, token_authorization=rules)) == []
     assert (v1_files.MAX_TOKEN_CLAIM_VALUES, v1_files.MAX_AUDIENCE_LENGTH) == (MAX_TOKEN_CLAIM_VALUES, MAX_TOKEN_CLAIM_LENGTH)
+
+
+# --------------------------------------------------------------------------- the service time assumed before one is measured
+
+
+def test_a_cold_service_queues_a_burst_that_can_start_within_its_wait_budget():
+    """No estimate declared: the fast router-wide prior, so a burst on a 10 ms model (50 requests can start within
+    500 ms on one slot) is queued whole, never met with 503 before the first measurement."""
+    from router.spec import PRIOR_SERVICE_TIME_MS
+
+    cold = ServiceRoute("m", max_queue_wait_ms=500, endpoints=(GOOD.endpoints[0],))
+    assert cold.prior_service_time_ms == PRIOR_SERVICE_TIME_MS
+    assert cold.queue_capacity() >= 500 // 10
+
+
+def test_a_declared_estimate_sizes_the_queue_until_a_service_time_is_measured():
+    declared = ServiceRoute("m", max_concurrent=2, max_queue_wait_ms=500, expected_service_time_ms=250, endpoints=GOOD.endpoints)
+    assert declared.queue_capacity() == 8  # 2 replicas x 2 slots x 500 ms / 250 ms
+    assert declared.queue_capacity(routers=2) == 4  # this router's share of the slots
+    assert replace(declared, latency_ms=1000.0).queue_capacity() == 2  # measured: the estimate no longer counts
+    assert replace(declared, latency_ms=10.0).queue_capacity() == 200
+
+
+def test_a_slow_service_once_measured_queues_only_what_can_start_within_the_budget():
+    """Whatever the prior admitted while cold, the measured service time alone sizes the queue: a 1 s model
+    on one slot with maxQueueWaitMs 500 queues one request (Envoy's floor), not the prior's 500."""
+    measured = ServiceRoute("m", max_queue_wait_ms=500, latency_ms=1000.0, endpoints=(GOOD.endpoints[0],))
+    assert measured.queue_capacity() == 1
+    assert replace(measured, latency_ms=None).queue_capacity() == 500
+
+
+@pytest.mark.parametrize("expected", [0, -5, 60_001, True, 2.5, "100"])
+def test_an_estimate_outside_1_to_the_scoring_timeout_is_a_problem(expected):
+    route = replace(GOOD, scoring_timeout_ms=60_000, expected_service_time_ms=expected)
+    assert route_problems(route) == [
+        f"expected_service_time_ms={expected!r} must be a whole number of milliseconds from 1 to the scoring timeout (60000)"
+    ]
+
+
+@pytest.mark.parametrize("expected", [None, 1, 60_000])
+def test_an_estimate_within_1_to_the_scoring_timeout_is_accepted(expected):
+    assert route_problems(replace(GOOD, scoring_timeout_ms=60_000, expected_service_time_ms=expected)) == []
+
+
+# --------------------------------------------------------------------------- versioned endpoints
+
+V1 = ServiceRoute("v-one", endpoint="scorer", endpoints=(Endpoint("10.0.0.1", 5001),))
+V2 = ServiceRoute("v-two", endpoint="scorer", endpoints=(Endpoint("10.0.0.2", 5001),))
+SHADOW = ServiceRoute("v-shadow", endpoint="scorer")
+ENDPOINT = EndpointRoute(
+    "scorer",
+    keys=("p" * 32,),
+    versions=(VersionShare("v-one", 90, is_default=True, version_type="control"), VersionShare("v-two", 10), VersionShare("v-shadow", 0, 25)),
+)
+VERSIONS = {r.name: r for r in (V1, V2, SHADOW)}
+
+
+def test_an_endpoint_whose_versions_can_serve_has_no_problem_and_the_bounds_are_the_contracts():
+    from contract import endpoints
+
+    assert endpoint_problems(ENDPOINT, VERSIONS) == []
+    assert (MAX_ENDPOINT_VERSIONS, PERCENT) == (endpoints.MAX_VERSIONS, endpoints.PERCENT)
+
+
+def _shares(*shares: VersionShare) -> dict:
+    return {"versions": shares}
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        ({"name": "S"}, "name='S' is not a service name (3-32 lower-case letters, digits and dashes; a letter first, no dash last)"),
+        ({"auth": "Key"}, "auth='Key' is not one of key, token, none (exactly, lower case)"),
+        ({"keys": ("k" * 32, "k" * 32)}, "keys: the primary and secondary key are the same (Envoy rejects duplicate keys)"),
+        ({"token_authorization": TokenAuthorization(audience="api://own")},
+         "token_authorization is set but auth='key': roles, clients and audience apply to token auth only"),
+        (_shares(), "versions: 0 versions; an endpoint has 1 to 6 (v1's AksEndpoint limit)"),
+        (_shares(*(VersionShare(f"v-{i}00", 0) for i in range(6)), VersionShare("v-one", 100, is_default=True)),
+         "versions: 7 versions; an endpoint has 1 to 6 (v1's AksEndpoint limit)"),
+        (_shares(VersionShare("v-one", 90, is_default=True), VersionShare("v-two", 10, is_default=True)),
+         "versions: 2 default versions (v-one, v-two); exactly one takes the traffic the others leave"),
+        (_shares(VersionShare("v-one", 90), VersionShare("v-two", 10)), "versions: 0 default versions (none); exactly one takes the traffic the others leave"),
+        (_shares(VersionShare("v-one", 80, is_default=True), VersionShare("v-two", 10)), "versions: the weights sum to 90, not 100 (the default takes the rest)"),
+        (_shares(VersionShare("v-one", 150, is_default=True)), "versions[0] 'v-one': weight=150 must be a whole number from 0 to 100"),
+        (_shares(VersionShare("v-one", 100, is_default=True), VersionShare("v-two", 0, True)),  # type: ignore[arg-type]
+         "versions[1] 'v-two': mirror_percent=True must be a whole number from 0 to 100"),
+        (_shares(VersionShare("v-one", 90, is_default=True), VersionShare("v-two", 10, 5)),
+         "versions[1] 'v-two': a shadow (mirror_percent=5) answers no client: weight 0 and not the default"),
+        (_shares(VersionShare("v-one", 100, is_default=True, version_type="canary")), "versions[0] 'v-one': version_type='canary' is not one of control, treatment"),
+        (_shares(VersionShare("v-one", 100, is_default=True), VersionShare("v-one", 0)), "versions: version 'v-one' is listed 2 times"),
+        (_shares(VersionShare("scorer", 100, is_default=True)),
+         "versions[0] 'scorer' is not the service name of a version (3-32 lower-case letters, digits and dashes; not the endpoint's own name)"),
+        (_shares(VersionShare("v-one", 90, is_default=True), VersionShare("v-gone", 10)), "versions[1] 'v-gone' answers 10% of requests but no such service was found"),
+    ],
+)
+def test_every_endpoint_value_envoy_would_reject_or_v1_would_refuse_is_a_problem(change, problem):
+    problems = endpoint_problems(replace(ENDPOINT, **change), {**VERSIONS, "scorer": V1})
+    assert problem in problems, problems
+
+
+@pytest.mark.parametrize(
+    ("version", "reason"),
+    [
+        (replace(V2, problems=("max_concurrent=0 must be ...",)), "the router refuses it (max_concurrent=0 must be ...)"),
+        (replace(V2, namespace="other"), "it is in namespace 'other', not the endpoint's 'models'"),
+        (replace(V2, endpoint=None), "it is not marked as a version of 'scorer' (its endpoint: None)"),
+        (replace(V2, endpoint="another"), "it is not marked as a version of 'scorer' (its endpoint: 'another')"),
+    ],
+)
+def test_a_version_answering_clients_that_cannot_serve_through_the_endpoint_refuses_it(version, reason):
+    assert endpoint_problems(ENDPOINT, {**VERSIONS, "v-two": version}) == [f"versions[1] 'v-two' answers 10% of requests but {reason}"]
+
+
+def test_a_shadow_or_idle_version_that_cannot_serve_is_left_out_without_refusing_the_endpoint():
+    for versions in ({"v-one": V1, "v-two": V2}, {**VERSIONS, "v-shadow": replace(SHADOW, namespace="other")}):
+        assert endpoint_problems(ENDPOINT, versions) == []
+        assert [share.version for share, _ in served_versions(ENDPOINT, versions)] == ["v-one", "v-two"]
+    assert [route for _, route in served_versions(ENDPOINT, VERSIONS)] == [V1, V2, SHADOW]
+
+
+def test_a_version_marked_with_an_impossible_endpoint_is_refused():
+    assert route_problems(replace(V1, endpoint="S/x")) == ["endpoint='S/x' is not the service name of another service (the endpoint this version belongs to)"]
+    assert route_problems(replace(V1, endpoint="v-one")) != []
+
+
+def test_an_endpoint_and_a_service_claiming_one_name_are_both_refused_and_other_endpoints_are_not():
+    clash = ServiceRoute("scorer", auth="none")
+    other = replace(ENDPOINT, name="other", versions=(VersionShare("v-gone", 100, is_default=True),))
+    routes = refuse_unsafe([V1, V2, SHADOW, clash], [ENDPOINT, other])
+    claimed = "service name 'scorer' is claimed by 2 services (namespaces models)"
+    assert [r.problems for r in routes] == [(), (), (), (claimed,)]
+    endpoints = refuse_unsafe_endpoints([ENDPOINT, other], routes)
+    assert endpoints[0].problems == (claimed,)
+    assert endpoints[1].problems == ("versions[0] 'v-gone' answers 100% of requests but no such service was found",)
+    assert refuse_unsafe_endpoints(endpoints, routes) == endpoints  # checking twice changes nothing
+    alone = refuse_unsafe_endpoints([ENDPOINT], refuse_unsafe([V1, V2, SHADOW], [ENDPOINT]))
+    assert alone[0].problems == ()  # the bad endpoint and the clash never touched it
+
+
+def test_two_endpoints_claiming_one_name_are_both_refused():
+    twin = replace(ENDPOINT, namespace="vision")
+    checked = refuse_unsafe_endpoints([ENDPOINT, twin], refuse_unsafe(VERSIONS.values(), [ENDPOINT, twin]))
+    assert {p for e in checked for p in e.problems} >= {"service name 'scorer' is claimed by 2 services (namespaces models, vision)"}
+    assert all(e.problems for e in checked)
+
+
+def _weights(endpoint: EndpointRoute) -> dict[str, int]:
+    return {v.version: v.weight for v in endpoint.versions}
+
+
+def test_a_live_split_replaces_the_configured_shares_and_the_default_takes_the_rest():
+    assert with_live_split(ENDPOINT, {}) == (ENDPOINT, None)
+    live, reason = with_live_split(ENDPOINT, {"v-two": 25})
+    assert reason is None and _weights(live) == {"v-one": 75, "v-two": 25, "v-shadow": 0}
+    rolled_back, reason = with_live_split(ENDPOINT, {"v-one": 100, "v-two": 0})  # the canary's split names the control too
+    assert reason is None and _weights(rolled_back) == {"v-one": 100, "v-two": 0, "v-shadow": 0}
+    assert endpoint_problems(rolled_back, VERSIONS) == []
+    assert [v.mirror_percent for v in live.versions] == [0, 0, 25]  # shadows keep mirroring
+
+
+@pytest.mark.parametrize(
+    ("split", "reason"),
+    [
+        ({"v-nine": 10}, "'v-nine' is not a version of 'scorer'"),
+        ({"v-two": 101}, "'v-two'=101 is not a whole percent"),
+        ({"v-two": True}, "'v-two'=True is not a whole percent"),
+        ({"v-two": "10"}, "'v-two'='10' is not a whole percent"),
+        ({"v-shadow": 10}, "'v-shadow' is a shadow: it answers no client"),
+        ({"v-one": 50, "v-two": 10}, "the default 'v-one' takes the rest (90), not 50"),
+    ],
+)
+def test_a_live_split_that_does_not_fit_is_ignored_with_its_reason(split, reason):
+    endpoint, why = with_live_split(ENDPOINT, split)
+    assert endpoint == ENDPOINT and why is not None and reason in why
+
+
+def test_a_live_split_past_a_hundred_is_ignored():
+    three = replace(ENDPOINT, versions=(*ENDPOINT.versions[:2], VersionShare("v-three", 0)))
+    endpoint, why = with_live_split(three, {"v-two": 60, "v-three": 50})
+    assert endpoint == three and "sum past 100" in why

@@ -77,7 +77,8 @@ def test_metrics_serve_the_registry(status):
 
 def test_load_serves_this_replicas_envoy_gauges_and_503_when_envoy_does_not_answer(status):
     code, _, body = request(status, "GET", "/load")
-    assert code == 200 and json.loads(body) == {"clusters": {"model-models-a": {"active": 2.0, "pending": 1.0, "latency_ms": 40.0}}}
+    assert code == 200 and json.loads(body) == {"clusters": {"model-models-a": {
+        "active": 2.0, "pending": 1.0, "latency_ms": 40.0, "started": 0.0, "server_errors": 0.0, "latency_buckets": []}}}
     status.envoy.answering = False
     code, _, body = request(status, "GET", "/load")
     assert code == 503 and "does not answer" in json.loads(body)["error"]

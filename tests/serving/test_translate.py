@@ -1,19 +1,21 @@
 """The v1-service translations shared by local mode and the cluster: route, autoscaling, annotations, timeouts."""
 
 import importlib.util
+import json
 import shutil
 from pathlib import Path, PurePosixPath
 
 import pytest
 
 from contract.service import RegisteredModel, load_service
-from contract.stack import PROJECT_ROOT
+from contract.stack import PROJECT_ROOT, ModelEntry
 from contract.v1_files import DeploymentConfig
 from router import spec
 from router.discovery import discover
 from serving.translate import (
     autoscale_settings,
     discovery_annotations,
+    endpoint_annotations,
     initial_replicas,
     model_dir_for,
     model_environment,
@@ -49,6 +51,18 @@ def test_the_route_carries_the_v1_settings():
     assert (route.name, route.namespace, route.auth, route.keys) == ("scorer", "team-a", "key", ("k" * 32,))
     assert (route.scoring_timeout_ms, route.max_concurrent, route.max_queue_wait_ms) == (4000, 3, 750)
     assert route.cluster_name == "model-team-a-scorer"
+
+
+def test_the_expected_service_time_reaches_the_route_in_both_modes():
+    """Local mode serves `route_for`; the cluster's router reads the annotations: both carry the estimate."""
+    service = load_service(SAMPLE, "scorer", {**OVERRIDES, "expectedServiceTimeMs": 250})
+    route = route_for(service)
+    assert route.expected_service_time_ms == 250
+    assert route_for(load_service(SAMPLE, "scorer", OVERRIDES)).expected_service_time_ms is None
+    manifest = {"metadata": {"name": "model-scorer", "namespace": "team-a", "labels": {"aks-inference/model-service": "true"},
+                             "annotations": discovery_annotations(service, autoscale_settings(service, "FastProd"), keys_secret=None)}}
+    [found] = discover([manifest], [], [])
+    assert found.route == route and found.route.problems == ()
 
 
 def test_a_token_services_authorization_reaches_its_route_and_its_annotations():
@@ -156,3 +170,33 @@ def test_model_environment_of_the_examples(tmp_path):
         "AKSINF_REGISTERED_MODELS": "diabetes-lasso:1,diabetes-ridge:1,diabetes-ridge:2",
     }
     assert registered_models_value(several) == model_environment(several)["AKSINF_REGISTERED_MODELS"]
+
+
+def _endpoint_entry(**extra):
+    versions = [{"name": "scorer-v1", "isDefault": True, "versionType": "control"},
+                {"name": "scorer-v2", "trafficPercentile": 30},
+                {"name": "scorer-v3", "mirrorPercentile": 10}]
+    return ModelEntry.model_validate({"name": "scorer", "path": "examples/models/diabetes", "versions": versions, **extra})
+
+
+def test_an_endpoint_writes_its_auth_like_a_service_and_its_versions_in_order():
+    rules = {"requiredRoles": ["Model.Score"], "audience": "api://scorer"}
+    token = load_service(SAMPLE, "scorer", {"authEnabled": False, "tokenAuthEnabled": True, "tokenAuthorization": rules})
+    written = endpoint_annotations(token, _endpoint_entry(), keys_secret=None)
+    plain = discovery_annotations(token, autoscale_settings(token, "FastProd"), keys_secret=None)
+    shared = ("aks-inference/service-name", "aks-inference/auth", "aks-inference/token-authorization")
+    assert {k: written[k] for k in shared} == {k: plain[k] for k in shared}  # one writer of auth for both
+    assert set(written) == {*shared, "aks-inference/versions"}  # no rollout, no limits: those are the versions'
+    assert [(v["name"], v["trafficPercentile"], v["isDefault"], v["mirrorPercentile"]) for v in json.loads(written["aks-inference/versions"])] == [
+        ("scorer-v1", None, True, 0), ("scorer-v2", 30, False, 0), ("scorer-v3", 0, False, 10)]
+    keyed = endpoint_annotations(load_service(SAMPLE, "scorer"), _endpoint_entry(rollout={"steps": [30, 100]}), keys_secret="model-scorer-keys")
+    assert keyed["aks-inference/keys-secret"] == "model-scorer-keys"
+    assert json.loads(keyed["aks-inference/rollout"])["steps"] == [30, 100]
+
+
+def test_a_version_names_its_endpoint_and_a_plain_service_does_not():
+    service = load_service(SAMPLE, "scorer-v2", OVERRIDES)
+    autoscale = autoscale_settings(service, "FastProd")
+    assert "aks-inference/endpoint" not in discovery_annotations(service, autoscale, keys_secret=None)
+    version = discovery_annotations(service, autoscale, keys_secret="model-scorer-keys", endpoint="scorer")
+    assert version["aks-inference/endpoint"] == "scorer" and version["aks-inference/keys-secret"] == "model-scorer-keys"
