@@ -3,12 +3,30 @@
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 from contract.loading import read_stack_file
-from review.offline import CapturedResource, OfflineRun, run_program
+from review.offline import CapturedResource, OfflineRun
+from review.offline import run_program as fresh_run
 
-__all__ = ["CapturedResource", "OfflineRun", "run_program", "stack_config", "with_config"]
+__all__ = ["CapturedResource", "OfflineRun", "fresh_run", "run_program", "stack_config", "with_config"]
+
+_RUNS: dict[str, OfflineRun] = {}
+
+
+def run_program(stack: str = "dev", config: dict[str, Any] | None = None, **options: Any) -> OfflineRun:
+    """`review.offline.run_program` (`fresh_run`), run once per test process for the same stack, config and
+    options; each caller gets its own deep copy, so no test sees another's edits. A program run costs seconds
+    of CPU and the graph, policy and review suites ask for the same configurations many times.
+
+    The program also reads files (model folders, its own sources), which this key does not cover: a test that
+    edits them between two runs uses another folder (so another config) or calls `fresh_run`, as does a test of
+    the program's own determinism."""
+    key = json.dumps([stack, config, sorted(options.items())], sort_keys=True, default=str)
+    if key not in _RUNS:
+        _RUNS[key] = fresh_run(stack, config, **options)
+    return copy.deepcopy(_RUNS[key])
 
 
 def stack_config(stack: str) -> dict[str, Any]:

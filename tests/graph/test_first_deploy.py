@@ -13,7 +13,7 @@ from components.azure_roles import ACR_PUSH
 from components.cluster_profiles import CONTAINER_INSIGHTS_STREAMS
 from review import offline
 from tests.components.test_kubeconfig import AKS_EXEC_KUBECONFIG, EXPECTED_ARGS
-from tests.pulumi_harness import run_program, stack_config, with_config
+from tests.pulumi_harness import fresh_run, run_program, stack_config, with_config
 
 AKS = "azure-native:containerservice:ManagedCluster"
 DCR = "azure-native:monitor:DataCollectionRule"
@@ -83,7 +83,7 @@ def test_at_deploy_time_every_image_pushes_with_the_exchanged_token_as_a_secret(
     exchanged = []
     monkeypatch.setattr(registry, "deploying", lambda: True)
     monkeypatch.setattr(acr_login, "push_password", lambda server, tenant: exchanged.append((server, tenant)) or "acr-refresh-token")
-    run = run_program("dev")
+    run = fresh_run("dev")  # the patched deploy-time path, not a remembered offline run
     assert run.error is None, run.error
     login_server = run.one(ACR).outputs["loginServer"]
     assert exchanged == [(login_server, offline.TENANT)]

@@ -17,7 +17,7 @@ import contract.service
 import contract.v1_files
 from aksinf import serve
 from contract.stack import PROJECT_ROOT
-from tests.pulumi_harness import run_program, with_config
+from tests.pulumi_harness import fresh_run, with_config
 
 SAMPLE = PROJECT_ROOT / "examples" / "models" / "diabetes"
 MODELS = [
@@ -45,7 +45,7 @@ def reads(monkeypatch) -> Counter:
 
 
 def test_a_program_run_reads_each_deploymentconfig_once(reads):
-    run = run_program("dev", with_config("dev", models=MODELS))
+    run = fresh_run("dev", with_config("dev", models=MODELS))
     assert run.error is None
     assert reads == Counter({
         ("models[0]", "deploymentconfig.json"): 1,
