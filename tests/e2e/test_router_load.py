@@ -58,10 +58,14 @@ def test_twelve_clients_on_a_10ms_model_are_all_served_as_the_queue_fills(envoy_
         thread.start()
     measured = None
     try:
-        for _ in range(8):  # about 4 s of load; the queue is re-sized twice a second
+        # At least 4 s of load, on until a service time is measured (at most 20 s: a busy machine measures later);
+        # the queue is re-sized twice a second.
+        for tick in range(40):
             time.sleep(0.5)
             measured = envoy.load().get(route.cluster_name)
             router.writer.write([replace(route, latency_ms=measured.latency_ms if measured else None)], router.settings)
+            if tick >= 7 and measured is not None and measured.latency_ms is not None:
+                break
     finally:
         stop.set()
         for thread in threads:
