@@ -442,6 +442,11 @@ def _disabled() -> dict:
     return {"@type": T + "envoy.config.route.v3.FilterConfig", "disabled": True}
 
 
+def _jwt_skipped(settings: RouterSettings) -> dict:
+    """jwt_authn off for a route that is not a token route (the filter is in the chain only with token settings)."""
+    return {JWT_FILTER: {"@type": T + "envoy.extensions.filters.http.jwt_authn.v3.PerRouteConfig", "disabled": True}} if settings.jwt else {}
+
+
 def _key_auth(route: ServiceRoute | EndpointRoute, settings: RouterSettings) -> dict:
     config: dict = {
         API_KEY_FILTER: {
@@ -453,9 +458,7 @@ def _key_auth(route: ServiceRoute | EndpointRoute, settings: RouterSettings) -> 
             "forwarding": {"header": CLIENT_HEADER, "hide_credentials": True},
         }
     }
-    if settings.jwt:
-        config[JWT_FILTER] = {"@type": T + "envoy.extensions.filters.http.jwt_authn.v3.PerRouteConfig", "disabled": True}
-    return config
+    return {**config, **_jwt_skipped(settings)}
 
 
 def _token_auth(rules: TokenAuthorization) -> dict:
@@ -495,10 +498,7 @@ def _service_audiences(routes: Iterable[ServiceRoute | EndpointRoute]) -> list[s
 
 def _open_route(settings: RouterSettings) -> dict:
     """No authentication: `auth: none` services and the router's own direct answers (which reach no model)."""
-    config = {API_KEY_FILTER: _disabled()}
-    if settings.jwt:
-        config[JWT_FILTER] = {"@type": T + "envoy.extensions.filters.http.jwt_authn.v3.PerRouteConfig", "disabled": True}
-    return config
+    return {API_KEY_FILTER: _disabled(), **_jwt_skipped(settings)}
 
 
 def _milliseconds(ms: int) -> str:
@@ -712,6 +712,7 @@ def _http1_upstream() -> dict:
 
 
 def _cluster(route: ServiceRoute, settings: RouterSettings) -> dict:
+    slots = ownership(route, settings).local_slots
     return {
         "@type": T + "envoy.config.cluster.v3.Cluster",
         "name": route.cluster_name,
@@ -739,14 +740,14 @@ def _cluster(route: ServiceRoute, settings: RouterSettings) -> dict:
                     "priority": "DEFAULT",
                     "max_connections": 100000,
                     "max_requests": 100000,
-                    "max_pending_requests": route.queue_capacity(settings.router_replicas, share=ownership(route, settings).local_slots),
+                    "max_pending_requests": route.queue_capacity(settings.router_replicas, share=slots),
                     "max_retries": 10,
                     "track_remaining": True,
                 }
             ],
             # HTTP/1.1 upstream: one connection carries one request, so this is the per-replica
             # concurrency cap: this router's share of maxConcurrentRequestsPerContainer.
-            "per_host_thresholds": [{"max_connections": ownership(route, settings).local_slots}],
+            "per_host_thresholds": [{"max_connections": slots}],
         },
         "outlier_detection": _outlier_detection(),
         "typed_extension_protocol_options": _http1_upstream(),
@@ -838,13 +839,7 @@ def _forwarding_hop(settings: RouterSettings) -> dict:
     """A forwarding route's filters: no authentication here (the owner runs it on the headers as the
     client sent them, which this hop keeps: the key or token is not hidden), and no body buffer (the
     owner buffers before it takes a replica slot, and refuses an unauthenticated upload on its headers)."""
-    config = {
-        API_KEY_FILTER: _disabled(),
-        BUFFER_FILTER: {"@type": T + "envoy.extensions.filters.http.buffer.v3.BufferPerRoute", "disabled": True},
-    }
-    if settings.jwt:
-        config[JWT_FILTER] = {"@type": T + "envoy.extensions.filters.http.jwt_authn.v3.PerRouteConfig", "disabled": True}
-    return config
+    return {**_open_route(settings), BUFFER_FILTER: {"@type": T + "envoy.extensions.filters.http.buffer.v3.BufferPerRoute", "disabled": True}}
 
 
 def _forward_to_owners(route: ServiceRoute, served: dict, settings: RouterSettings) -> dict:

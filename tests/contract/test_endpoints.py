@@ -88,14 +88,6 @@ BAD_INPUTS = [
 ]
 
 
-@pytest.mark.parametrize("case, entry, expected", BAD_INPUTS, ids=[case for case, _, _ in BAD_INPUTS])
-def test_bad_endpoint_configs_are_keyed_issues(case, entry, expected):
-    found = issues(entry)
-    for key, words in expected.items():
-        assert key in found, f"{case}: {key} not in {sorted(found)}"
-        assert words in found[key][1], f"{case}: {found[key]}"
-
-
 def test_every_problem_is_reported_at_once():
     found = issues(endpoint({**V1, "isDefault": False}, {**V2, "name": "diabetes"}, {**V2, "name": "diabetes-v3", "versionType": "control", "mirrorPercentile": 5},
                             {"name": "diabetes-v1", "versionType": "control"}))
@@ -155,13 +147,12 @@ BAD_ROLLOUTS = [
 ]
 
 
-@pytest.mark.parametrize("case, entry, expected", BAD_ROLLOUTS, ids=[case for case, _, _ in BAD_ROLLOUTS])
-def test_bad_rollouts_are_keyed_issues(case, entry, expected):
+@pytest.mark.parametrize("case, entry, expected", BAD_INPUTS + BAD_ROLLOUTS, ids=[case for case, _, _ in BAD_INPUTS + BAD_ROLLOUTS])
+def test_bad_endpoint_configs_and_rollouts_are_keyed_issues(case, entry, expected):
     found = issues(entry)
     for key, words in expected.items():
         assert key in found, f"{case}: {key} not in {sorted(found)}"
         assert words in found[key][1], f"{case}: {found[key]}"
-
 
 
 def test_the_documented_example_loads():
