@@ -26,6 +26,7 @@ from contract.loading import load_stack
 from contract.stack import PROJECT_ROOT
 from local.net import free_port
 from local.platform import LocalPlatform, local_models
+from router.metrics import envoy_load
 from router.spec import VERSION_HEADER
 from tests.fixtures_modeldata import wait_for
 
@@ -109,6 +110,11 @@ def _score(client: httpx.Client, body: dict | None = None, headers: dict | None 
     return client.post(f"/api/v1/service/{ENDPOINT}/score", json={"data": ROWS, **(body or {})}, headers=headers)
 
 
+def _idle(platform, cluster: str) -> bool:
+    load = envoy_load(platform.admin_url).get(cluster)
+    return load is not None and load.active == 0 and load.pending == 0
+
+
 def _expected(model: str) -> list[float]:
     return joblib.load(SAMPLE / model / "diabetes-ridge.pkl").predict(ROWS).tolist()
 
@@ -168,7 +174,11 @@ def test_split_lands_90_10_within_a_binomial_bound_and_the_header_names_who_answ
 
 def test_predictions_of_both_versions_join_by_request_id_and_compare_matches_a_hand_count(platform, capsys, tmp_path):
     """Every request is mirrored to the shadow (v1's model): the control's answers (v1) agree with it exactly,
-    the treatment's (v2) never exactly. Counted by hand on a snapshot of the run dir, then by `aksinf compare`."""
+    the treatment's (v2) never exactly. Counted by hand on a snapshot of the run dir, then by `aksinf compare`.
+    The shadow first works off the split test's copies: a copy its full queue has no room for is dropped by
+    Envoy (mirroring is best effort), so only copies sent to an idle shadow are sure to be served."""
+    shadow = next(route.cluster_name for route in platform.actuator.routes() if route.name == SHADOW)
+    wait_for(lambda: _idle(platform, shadow), 30, "the shadow to work off earlier copies")
     with _client(platform) as client:
         answered = [_score(client, {"data": [row]}) for row in ROWS * 15]
     assert all(r.status_code == 200 for r in answered)
