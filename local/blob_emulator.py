@@ -16,12 +16,18 @@ from aksinf_runtime.sinks import EMULATOR_ACCOUNT, EMULATOR_CREDENTIAL
 from local.net import LOOPBACK, free_port
 
 AZURITE = Path(__file__).resolve().parent.parent / "tools" / "azurite" / "node_modules" / ".bin" / "azurite-blob"
+PORT_ATTEMPTS = 3
+
+
+class PortTaken(OSError):
+    """Azurite exited because its port was in use."""
 
 
 class BlobEmulator:
     def __init__(self, location: Path, port: int | None = None):
         self.location = location
         self.port = port or free_port()
+        self.port_chosen = port is None  # ours to change if another process takes it before Azurite binds
         self.process: subprocess.Popen | None = None
 
     @property
@@ -32,10 +38,24 @@ class BlobEmulator:
         return f"{self.account_url}/{container}"
 
     def start(self, timeout: float = 30.0) -> BlobEmulator:
+        """Started and answering. A free port we chose can be taken by another process before Azurite binds
+        it: then another port is tried (three in all); a port the caller gave is never changed."""
+        for attempt in range(PORT_ATTEMPTS):
+            try:
+                return self._start(timeout)
+            except PortTaken:
+                if not self.port_chosen or attempt == PORT_ATTEMPTS - 1:
+                    raise
+                self.port = free_port()
+        raise AssertionError("unreachable")
+
+    def _start(self, timeout: float) -> BlobEmulator:
         if not AZURITE.exists():
             raise FileNotFoundError(f"{AZURITE} is missing: `make test` (or `npm ci --prefix tools/azurite`) installs Azurite")
         self.location.mkdir(parents=True, exist_ok=True)
-        log = open(self.location / "azurite.log", "ab")  # noqa: SIM115 - owned by the child
+        log_path = self.location / "azurite.log"
+        logged_before = log_path.stat().st_size if log_path.exists() else 0
+        log = open(log_path, "ab")  # noqa: SIM115 - owned by the child
         self.process = subprocess.Popen(
             [
                 str(AZURITE), "--blobHost", LOOPBACK, "--blobPort", str(self.port), "--location", str(self.location),
@@ -46,10 +66,15 @@ class BlobEmulator:
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            with open(log_path, "rb") as logged:  # Azurite logs EADDRINUSE at once and may take seconds to exit
+                logged.seek(logged_before)
+                if b"EADDRINUSE" in logged.read():
+                    self.stop()
+                    raise PortTaken(f"{LOOPBACK}:{self.port} is in use: Azurite could not listen on it")
             if self.process.poll() is not None:
-                raise RuntimeError(f"Azurite exited ({self.process.returncode}); see {self.location / 'azurite.log'}")
+                raise RuntimeError(f"Azurite exited ({self.process.returncode}); see {log_path}")
             try:
-                self.service().get_service_properties()
+                self.service().get_service_properties(connection_timeout=1, read_timeout=1)  # whoever holds the port may never answer
                 return self
             except Exception:  # noqa: BLE001 - not listening yet
                 time.sleep(0.1)

@@ -12,6 +12,7 @@ import fnmatch
 import hashlib
 import json
 import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -49,9 +50,12 @@ class StatCache:
     def save(self) -> None:
         if self.path:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(self.entries, sort_keys=True))
-            tmp.replace(self.path)
+            # A temporary name of its own: two programs saving at once (parallel previews, parallel tests)
+            # would otherwise rename each other's file away. The last complete save wins.
+            descriptor, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
+            with os.fdopen(descriptor, "w") as handle:
+                handle.write(json.dumps(self.entries, sort_keys=True))
+            os.replace(tmp, self.path)
 
 
 def file_digest(path: Path) -> str:

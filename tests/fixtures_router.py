@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import sys
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -18,6 +19,18 @@ from local.net import LOOPBACK, free_port
 from router.envoy_files import ConfigWriter
 from router.spec import Endpoint, RouterSettings, ServiceRoute
 from router.status import LocalEnvoy, StatusServer
+
+
+class _ReplicaServer(ThreadingHTTPServer):
+    daemon_threads = True
+    # A real server's backlog (gunicorn's is 2048): with Python's default of 5, connections Envoy opens in a
+    # burst (a hundred mirrored copies) are refused while the accept loop waits for the CPU.
+    request_queue_size = 1024
+
+    def handle_error(self, request, client_address) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError):  # Envoy hung up first (timeout and drop drills)
+            return
+        super().handle_error(request, client_address)
 
 
 @dataclass
@@ -80,8 +93,7 @@ class FakeModel:
 
             do_GET = do_POST = _serve
 
-        self.server = ThreadingHTTPServer((LOOPBACK, 0), Handler)
-        self.server.daemon_threads = True
+        self.server = _ReplicaServer((LOOPBACK, 0), Handler)
         self.port = self.server.server_address[1]
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         return self

@@ -228,7 +228,7 @@ def test_queue_wait_beyond_the_limit_is_503_and_concurrency_is_capped(envoy_rout
         waited = time.monotonic() - started
         assert first.result().status_code == 200 and second.result().status_code == 200
     assert rejected.status_code == 503 and "overloaded" in rejected.json()["error"]
-    assert waited < 0.5
+    assert waited < 1.0  # one that queued would wait until the second is done: 1.6 s from here
     assert model.peak_active == 1  # maxConcurrentRequestsPerContainer enforced at the replica
 
     # A fast model under the same limit may queue more: 5 requests wait about 0.5 s at most.

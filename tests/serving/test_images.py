@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -155,6 +156,25 @@ def test_a_racy_entry_is_never_cached(tmp_path):
     cache.digest(fresh)
     cache.digest(fresh)
     assert cache.reads == 2 and cache.entries == {}
+
+
+def test_caches_saved_at_once_by_two_programs_never_fail_and_leave_one_complete_file(tmp_path):
+    """Parallel previews (and parallel test workers) save the same cache file: each save has its own temporary
+    name (one shared name let a save rename another's file away: FileNotFoundError in the program)."""
+    cache_file = tmp_path / "hashes.json"
+    caches = [StatCache(cache_file) for _ in range(2)]
+    for number, cache in enumerate(caches):
+        cache.entries = {f"file-{number}|{n}": "0" * 64 for n in range(50)}
+
+    def save_often(cache: StatCache) -> None:
+        for _ in range(200):
+            cache.save()
+
+    with ThreadPoolExecutor(2) as pool:
+        for saved in [pool.submit(save_often, cache) for cache in caches]:
+            saved.result()
+    assert json.loads(cache_file.read_text()) in [cache.entries for cache in caches]
+    assert [p.name for p in tmp_path.iterdir()] == ["hashes.json"]  # no temporary file left behind
 
 
 def test_cache_skips_reading_an_unchanged_large_file_and_never_hides_a_change(tmp_path, monkeypatch):
