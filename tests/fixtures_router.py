@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import socket
 import sys
 import threading
@@ -21,6 +22,9 @@ from router.spec import Endpoint, RouterSettings, ServiceRoute
 from router.status import LocalEnvoy, StatusServer
 
 
+STAND_IN_PORTS_FROM = 20000
+
+
 class _ReplicaServer(ThreadingHTTPServer):
     daemon_threads = True
     # A real server's backlog (gunicorn's is 2048): with Python's default of 5, connections Envoy opens in a
@@ -31,6 +35,19 @@ class _ReplicaServer(ThreadingHTTPServer):
         if isinstance(sys.exc_info()[1], ConnectionError):  # Envoy hung up first (timeout and drop drills)
             return
         super().handle_error(request, client_address)
+
+
+def _bind_below_ephemeral_ports(handler) -> _ReplicaServer:
+    """A stand-in on a random port below the kernel's ephemeral range. Ports from `free_port()` (bind to 0) come
+    from that range, and parallel tests start replicas, Envoys and probes on them: a stand-in that took a port
+    another test's replica had just been given (or had just left) received that test's requests and probes."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for port in random.sample(range(STAND_IN_PORTS_FROM, low), 100):
+        try:
+            return _ReplicaServer((LOOPBACK, port), handler)
+        except OSError:  # in use
+            continue
+    raise OSError(f"no free port from {STAND_IN_PORTS_FROM} to {low} after 100 tries")
 
 
 @dataclass
@@ -93,7 +110,7 @@ class FakeModel:
 
             do_GET = do_POST = _serve
 
-        self.server = _ReplicaServer((LOOPBACK, 0), Handler)
+        self.server = _bind_below_ephemeral_ports(Handler)
         self.port = self.server.server_address[1]
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         return self

@@ -132,13 +132,18 @@ def test_client_sent_deadline_headers_are_replaced_by_the_routers(drill):
 
 def test_requests_the_router_gave_up_on_never_run(drill):
     """The slow request outlives its 1 s scoringTimeoutMs: Envoy answers it 504 and frees its slot, so the
-    two requests queued behind it go to the replica, where they wait for the busy worker past their own
-    deadline (Envoy answers them 504 too). When the worker is free, neither is run: it refuses both."""
+    request queued behind it goes to the replica, where it waits for the busy worker past its own deadline
+    (Envoy answers it 504 too, freeing the slot for the next one, which does the same). When the worker is
+    free, neither is run: it refuses both. The two are sent half a second apart, so each reaches the replica
+    before its own deadline (sent together, both could time out in Envoy's queue on a loaded machine)."""
     slow, queued = _id(), [_id(), _id()]
     runs_before, refusals_before = len(drill.runs()), len(drill.refusals())
     thread, answers = drill.in_background("short", slow, sleep=2.5)
     drill.started(slow)
-    others = [drill.in_background("short", request_id) for request_id in queued]
+    others = []
+    for request_id in queued:
+        others.append(drill.in_background("short", request_id))
+        time.sleep(0.5)
     for waiting in [thread, *(t for t, _ in others)]:
         waiting.join(40)
     assert [a[0].status_code for a in [answers, *(a for _, a in others)]] == [504, 504, 504]

@@ -23,11 +23,16 @@ def test_metrics_are_summed_over_router_replicas_from_their_status_servers(envoy
     ]
     for thread in threads:
         thread.start()
-    time.sleep(0.5)
     dead = f"http://127.0.0.1:{free_port()}/load"  # a router replica that is down is skipped
-    load = collect([*load_urls, dead])
+    # One replica slot (per router): 1 active on each router, 1 queued on the second, once all three arrived
+    # (read until then, within the 1.5 s the model holds them: a loaded machine delays the clients).
+    deadline = time.monotonic() + 1.2
+    while True:
+        alpha = collect([*load_urls, dead]).get("model-models-alpha")
+        seen = (alpha.active, alpha.pending, alpha.routers_seen) if alpha else None
+        if seen == (2.0, 1.0, 2) or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     for thread in threads:
         thread.join()
-    alpha = load["model-models-alpha"]
-    # One replica slot (per router): 1 active on each router, 1 queued on the second.
-    assert (alpha.active, alpha.pending, alpha.routers_seen) == (2.0, 1.0, 2)
+    assert seen == (2.0, 1.0, 2)
