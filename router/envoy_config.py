@@ -4,11 +4,14 @@ They are served to Envoy as files (file-based xDS) by `router/envoy_files.py`.
 Layout of the config directory (Envoy watches it; only a rename triggers a reload):
   bootstrap.json      static: admin on 127.0.0.1 only, LDS + CDS from files below
   lds.json            the listener: request-id guard -> body_size_limit -> jwt_authn -> rbac -> api_key_auth -> buffer -> router
-  rds.json            routes, one prefix per service: /api/v1/service/<name>/ (rewritten to /); an endpoint's
+  rds.pb              routes, one prefix per service: /api/v1/service/<name>/ (rewritten to /); an endpoint's
                       prefix spreads over its versions (pin header, weighted clusters, mirrors: `_endpoint_routes`)
-  rds-peer.json       with a peer port: the peer listener's routes (service-wide limits, below)
-  cds.json            one cluster per served service, model-<namespace>-<name>, with its ready replicas
+  rds-peer.pb         with a peer port: the peer listener's routes (service-wide limits, below)
+  cds.pb              one cluster per served service, model-<namespace>-<name>, with its ready replicas
   sds-tls.json        the TLS certificate (rotates without restart)
+
+The files that grow with the number of services are binary protos (`.pb`, router/envoy_proto.py), which Envoy
+parses several times faster than JSON; the builders here render every file as a JSON-shaped document either way.
 
 Every dynamic file carries a `version_info` that hashes its resources; Envoy reports the version it
 serves per file (`SUBSCRIPTION_STATS`), so the control plane can tell a file Envoy rejected.
@@ -20,7 +23,7 @@ clusters whose replicas changed; in-flight requests finish on the old cluster ob
 
 Limits hold per service with several router replicas: the live routers split each service's concurrency
 cap exactly (router/ownership.py), each Envoy enforcing its slots and the queue they imply; a router that
-holds none forwards the service's requests untouched to an owner's peer listener (rds-peer.json: the same
+holds none forwards the service's requests untouched to an owner's peer listener (rds-peer.pb: the same
 routes, never forwarded again), where they are authenticated and served. A request's
 body is buffered whole before a replica is chosen, so a slow client holds no replica slot; a dead
 replica is ejected by outlier detection after its first failed connections.
@@ -69,7 +72,11 @@ STAT_PREFIX = "router"  # the connection manager's stats: http.router.*
 # The peer listener (service-wide limits, below): its route table, in a file of its own (a file-based RDS
 # subscription holds one route table), and its stats, apart from the clients' http.router.*.
 PEER_ROUTE_CONFIG = "peer"
-PEER_ROUTES_FILE = "rds-peer.json"
+LISTENERS_FILE = "lds.json"
+CLUSTERS_FILE = "cds.pb"
+ROUTES_FILE = "rds.pb"
+PEER_ROUTES_FILE = "rds-peer.pb"
+TLS_SECRET_FILE = "sds-tls.json"
 PEER_STAT_PREFIX = "peer"
 TLS_SECRET = "router-tls"
 JWT_PROVIDER = "entra"
@@ -96,11 +103,11 @@ SERVICE_REFUSED = "The router does not serve this service"
 # The stats prefix of the subscription that loads each dynamic file: `<prefix>.version_text` is the
 # version_info Envoy serves, `<prefix>.update_rejected` counts the updates it refused.
 SUBSCRIPTION_STATS = {
-    "lds.json": "listener_manager.lds",
-    "cds.json": "cluster_manager.cds",
-    "rds.json": f"http.{STAT_PREFIX}.rds.{ROUTE_CONFIG}",
+    LISTENERS_FILE: "listener_manager.lds",
+    CLUSTERS_FILE: "cluster_manager.cds",
+    ROUTES_FILE: f"http.{STAT_PREFIX}.rds.{ROUTE_CONFIG}",
     PEER_ROUTES_FILE: f"http.{PEER_STAT_PREFIX}.rds.{PEER_ROUTE_CONFIG}",
-    "sds-tls.json": f"sds.{TLS_SECRET}",
+    TLS_SECRET_FILE: f"sds.{TLS_SECRET}",
 }
 # A client's x-request-id is kept only when it is a UUID (v1 clients correlate with theirs); anything
 # else (too long, not a UUID, odd characters) is replaced by a fresh UUID before any filter or log
@@ -184,8 +191,8 @@ def render_bootstrap(settings: RouterSettings) -> dict:
         "node": {"id": settings.node_id, "cluster": "aks-inference"},
         "admin": {"address": {"socket_address": {"address": settings.admin_host, "port_value": settings.admin_port}}},
         "dynamic_resources": {
-            "lds_config": _path_source(settings.config_dir, "lds.json"),
-            "cds_config": _path_source(settings.config_dir, "cds.json"),
+            "lds_config": _path_source(settings.config_dir, LISTENERS_FILE),
+            "cds_config": _path_source(settings.config_dir, CLUSTERS_FILE),
         },
         "overload_manager": _overload_manager(settings),
     }
@@ -371,7 +378,7 @@ def _listener(settings: RouterSettings, audiences: Iterable[str] = ()) -> dict:
         # UUID reaches the logs and the model byte for byte.
         "request_id_extension": {"typed_config": {"@type": T + "envoy.extensions.request_id.uuid.v3.UuidRequestIdConfig", "pack_trace_reason": False}},
         "always_set_request_id_in_response": True,
-        "rds": {"route_config_name": ROUTE_CONFIG, "config_source": _path_source(settings.config_dir, "rds.json")},
+        "rds": {"route_config_name": ROUTE_CONFIG, "config_source": _path_source(settings.config_dir, ROUTES_FILE)},
         "http_filters": _http_filters(settings, audiences),
         "access_log": [
             {
@@ -410,7 +417,7 @@ def _listener(settings: RouterSettings, audiences: Iterable[str] = ()) -> dict:
                     "tls_params": {"tls_minimum_protocol_version": "TLSv1_2"},
                     "alpn_protocols": ["h2", "http/1.1"],
                     "tls_certificate_sds_secret_configs": [
-                        {"name": TLS_SECRET, "sds_config": _path_source(settings.config_dir, "sds-tls.json")}
+                        {"name": TLS_SECRET, "sds_config": _path_source(settings.config_dir, TLS_SECRET_FILE)}
                     ],
                 },
             },
@@ -929,12 +936,12 @@ def render_dynamic(routes: Iterable[ServiceRoute], settings: RouterSettings, end
     audiences = _service_audiences([*checked, *checked_endpoints])
     tables = _routes(checked, checked_endpoints, settings)
     files = {
-        "cds.json": dynamic_file(_clusters(checked, settings) + _peer_clusters(checked, settings)),
-        "rds.json": dynamic_file(_with_forwarding(tables, checked, settings)),
+        CLUSTERS_FILE: dynamic_file(_clusters(checked, settings) + _peer_clusters(checked, settings)),
+        ROUTES_FILE: dynamic_file(_with_forwarding(tables, checked, settings)),
     }
     if settings.peer_port:
         files[PEER_ROUTES_FILE] = dynamic_file(_peer_route_tables(tables))
-    files["lds.json"] = dynamic_file([_listener(settings, audiences), *_peer_listeners(settings, audiences)])
+    files[LISTENERS_FILE] = dynamic_file([_listener(settings, audiences), *_peer_listeners(settings, audiences)])
     if settings.tls:
-        files["sds-tls.json"] = dynamic_file(_sds(settings))
+        files[TLS_SECRET_FILE] = dynamic_file(_sds(settings))
     return files

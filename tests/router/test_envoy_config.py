@@ -23,23 +23,23 @@ from tests.fixtures_router import PRIMARY, render_settings, sample_routes
 
 
 def test_routes_carry_the_service_timeout_and_safe_retries(tmp_path):
-    routes = render_dynamic(sample_routes(), render_settings(tmp_path))["rds.json"]["resources"][0]["virtual_hosts"][0]["routes"]
+    routes = render_dynamic(sample_routes(), render_settings(tmp_path))["rds.pb"]["resources"][0]["virtual_hosts"][0]["routes"]
     by_name = {r["name"]: r for r in routes}
     assert by_name["open"]["route"]["timeout"] == "120.000s"  # never Envoy's 15 s default
     assert by_name["keyed"]["route"]["timeout"] == "60.000s"  # v1's default scoringTimeoutMs
     # A silent model is not cut by the 5-minute stream idle timeout before its own scoring timeout.
     long_running = render_dynamic([ServiceRoute("batch", scoring_timeout_ms=900_000)], render_settings(tmp_path))
-    assert long_running["rds.json"]["resources"][0]["virtual_hosts"][0]["routes"][1]["route"]["idle_timeout"] == "900.000s"
+    assert long_running["rds.pb"]["resources"][0]["virtual_hosts"][0]["routes"][1]["route"]["idle_timeout"] == "900.000s"
     assert by_name["keyed"]["route"]["retry_policy"]["retry_on"] == "connect-failure,refused-stream,reset-before-request"
     assert [r["name"] for r in routes][0] == "health" and routes[-1]["name"] == "unknown-service"
 
 
 def _by_name(files: dict) -> dict[str, dict]:
-    return {r["name"]: r for r in files["rds.json"]["resources"][0]["virtual_hosts"][0]["routes"]}
+    return {r["name"]: r for r in files["rds.pb"]["resources"][0]["virtual_hosts"][0]["routes"]}
 
 
 def _clusters(files: dict) -> list[str]:
-    return [c["name"] for c in files["cds.json"]["resources"]]
+    return [c["name"] for c in files["cds.pb"]["resources"]]
 
 
 @pytest.mark.parametrize("auth", ["Key", "NONE", "", "none "])
@@ -79,7 +79,7 @@ def test_every_file_carries_the_version_of_its_resources(tmp_path):
     files = render_dynamic(sample_routes(), render_settings(tmp_path))
     other = render_dynamic(sample_routes()[:1], render_settings(tmp_path))
     assert all(len(doc["version_info"]) == 16 for doc in files.values())
-    assert files["cds.json"]["version_info"] != other["cds.json"]["version_info"]
+    assert files["cds.pb"]["version_info"] != other["cds.pb"]["version_info"]
     assert files["lds.json"]["version_info"] == other["lds.json"]["version_info"]
 
 
@@ -102,7 +102,7 @@ def test_envoy_admin_binds_loopback_in_the_cluster_too(tmp_path):
 
 
 def _cluster_named(files: dict, name: str) -> dict:
-    return next(c for c in files["cds.json"]["resources"] if c["name"] == name)
+    return next(c for c in files["cds.pb"]["resources"] if c["name"] == name)
 
 
 def test_each_router_replica_enforces_its_share_of_a_services_limits(tmp_path):
@@ -161,7 +161,7 @@ def _jwt_filter(files: dict) -> dict:
 )
 def test_the_jwks_host_certificate_is_validated_against_the_ca_bundle_and_its_name(tmp_path, uri, san, sni):
     files = render_dynamic(sample_routes(), render_settings(tmp_path, jwt=JwtSettings("https://issuer.example", ("api://x",), jwks_uri=uri)))
-    jwks = next(c for c in files["cds.json"]["resources"] if c["name"] == "jwks")
+    jwks = next(c for c in files["cds.pb"]["resources"] if c["name"] == "jwks")
     tls = jwks["transport_socket"]["typed_config"]
     assert tls["common_tls_context"]["validation_context"] == {
         "trusted_ca": {"filename": SYSTEM_CA_BUNDLE},  # the system bundle unless told otherwise
@@ -216,7 +216,7 @@ JWT = JwtSettings("https://issuer.example", ("api://x",), local_jwks_path="/dev/
 
 
 def _routes_of(files: dict, name: str) -> list[dict]:
-    return [r for r in files["rds.json"]["resources"][0]["virtual_hosts"][0]["routes"] if r["name"] == name]
+    return [r for r in files["rds.pb"]["resources"][0]["virtual_hosts"][0]["routes"] if r["name"] == name]
 
 
 def _pin(route: dict) -> str | None:
@@ -247,7 +247,7 @@ def test_versions_get_their_clusters_and_no_route_of_their_own(tmp_path):
     orphan = ServiceRoute("v-orphan", endpoint="absent", endpoints=(Endpoint("127.0.0.1", 5104),))
     files = render_dynamic([CONTROL, CANARY, SHADOW, orphan], render_settings(tmp_path), [SCORER])
     assert _clusters(files) == ["model-models-v-one", "model-models-v-orphan", "model-models-v-three", "model-models-v-two"]
-    names = {r["name"] for r in files["rds.json"]["resources"][0]["virtual_hosts"][0]["routes"]}
+    names = {r["name"] for r in files["rds.pb"]["resources"][0]["virtual_hosts"][0]["routes"]}
     assert names == {"health", "scorer", "unknown-service"}  # no /v-one/ ... prefix, nothing for the orphan's absent endpoint
 
 

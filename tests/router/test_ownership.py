@@ -91,12 +91,12 @@ def test_a_version_of_an_endpoint_never_forwards(tmp_path):
 
 
 def route_named(files: dict, table: str, name: str) -> dict:
-    config = next(r for r in files[PEER_ROUTES_FILE if table == PEER_ROUTE_CONFIG else "rds.json"]["resources"] if r["name"] == table)
+    config = next(r for r in files[PEER_ROUTES_FILE if table == PEER_ROUTE_CONFIG else "rds.pb"]["resources"] if r["name"] == table)
     return next(r for r in config["virtual_hosts"][0]["routes"] if r["name"] == name)
 
 
 def cluster_named(files: dict, name: str) -> dict | None:
-    return next((c for c in files["cds.json"]["resources"] if c["name"] == name), None)
+    return next((c for c in files["cds.pb"]["resources"] if c["name"] == name), None)
 
 
 def test_an_owner_serves_from_its_own_slots_and_a_forwarder_sends_the_request_untouched_to_the_owner(tmp_path):
@@ -134,7 +134,7 @@ def test_refused_services_are_never_forwarded_and_no_peer_listener_without_a_pee
     refused = ServiceRoute("broken", auth="bogus", max_concurrent=1)
     files = render_dynamic([refused], as_router(ROUTERS[0], tmp_path=tmp_path))
     assert "direct_response" in route_named(files, ROUTE_CONFIG, "broken")
-    assert [c["name"] for c in files["cds.json"]["resources"]] == []
+    assert [c["name"] for c in files["cds.pb"]["resources"]] == []
     plain = render_dynamic([ServiceRoute("svc", auth="none", max_concurrent=1)], render_settings(tmp_path, router_replicas=3))
     assert [listener["name"] for listener in plain["lds.json"]["resources"]] == ["scoring"]
-    assert [table["name"] for table in plain["rds.json"]["resources"]] == [ROUTE_CONFIG] and PEER_ROUTES_FILE not in plain
+    assert [table["name"] for table in plain["rds.pb"]["resources"]] == [ROUTE_CONFIG] and PEER_ROUTES_FILE not in plain

@@ -91,11 +91,11 @@ def test_ready_only_when_envoy_is_ready_and_serves_every_file_as_written(status)
     assert request(status, "GET", "/ready")[:1] == (200,)
     assert json.loads(request(status, "GET", "/ready")[2]) == {"ready": True}
 
-    status.envoy.served = {"cds.json": Subscription("0123456789abcdef", 2)}  # Envoy kept the previous clusters
+    status.envoy.served = {"cds.pb": Subscription("0123456789abcdef", 2)}  # Envoy kept the previous clusters
     code, _, body = request(status, "GET", "/ready")
-    version = status.writer.versions["cds.json"]
+    version = status.writer.versions["cds.pb"]
     assert code == 503 and json.loads(body)["reasons"] == [
-        f"Envoy rejected cds.json (it serves version 0123456789abcdef, the file holds {version}; 2 update(s) rejected, Envoy's log says why)"
+        f"Envoy rejected cds.pb (it serves version 0123456789abcdef, the file holds {version}; 2 update(s) rejected, Envoy's log says why)"
     ]
     status.envoy.served = {}
     status.envoy.live = False
@@ -122,9 +122,9 @@ def test_admin_paths_are_not_found_and_never_reach_envoy(status):
 
 
 def test_config_problems_tell_a_rejected_file_from_one_not_loaded_yet():
-    written = {"cds.json": "v2", "rds.json": "r1", "lds.json": "l1"}
-    served = {"cds.json": Subscription("v1", 1), "rds.json": Subscription("r1", 3), "lds.json": Subscription("", 0)}
+    written = {"cds.pb": "v2", "rds.pb": "r1", "lds.json": "l1"}
+    served = {"cds.pb": Subscription("v1", 1), "rds.pb": Subscription("r1", 3), "lds.json": Subscription("", 0)}
     assert config_problems(written, served) == {
-        "cds.json": "Envoy rejected cds.json (it serves version v1, the file holds v2; 1 update(s) rejected, Envoy's log says why)",
+        "cds.pb": "Envoy rejected cds.pb (it serves version v1, the file holds v2; 1 update(s) rejected, Envoy's log says why)",
         "lds.json": "Envoy has not loaded lds.json (it serves version none, the file holds l1)",
-    }  # rds.json serves what was written: an earlier rejection no longer matters
+    }  # rds.pb serves what was written: an earlier rejection no longer matters

