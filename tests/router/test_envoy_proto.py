@@ -82,9 +82,10 @@ def test_one_more_service_converts_only_its_own_cluster_and_route_and_gives_what
         encoder.discovery_response(before[name])
         converted = encoder.converted
         encoded = encoder.discovery_response(after[name])
-        # The new element, and the parts around the elements (version_info, the route table's and the
-        # virtual host's own fields), which are not remembered.
-        assert encoder.converted - converted <= 4, (name, encoder.converted - converted)
+        # The new element (its fields, and each element of its short lists), and the parts around the elements
+        # (version_info, the route table's and the virtual host's own fields), which are not remembered: a few,
+        # where 41 services converted afresh would be over a hundred.
+        assert encoder.converted - converted <= 8, (name, encoder.converted - converted)
         assert encoded == ProtoEncoder(POOL).discovery_response(after[name])
         unchanged = encoder.converted
         assert encoder.discovery_response(after[name]) == encoded and encoder.converted - unchanged <= 3
