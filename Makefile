@@ -6,13 +6,14 @@ STAMP := $(VENV)/.installed
 STACK ?= dev
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: help venv test run plan bench clean
+.PHONY: help venv test run plan bench clean envoy-descriptors
 
 help:
 	@echo "make run            serve the sample model locally (Envoy router + inference server)"
 	@echo "make test           run the whole test suite"
 	@echo "make plan STACK=x   offline plan of stack x (no cloud credentials)"
 	@echo "make bench          run the benchmarks, JSON into bench/results/"
+	@echo "make envoy-descriptors  rewrite router/envoy_descriptors.binpb (when the router renders a new Envoy type)"
 
 # uv (pinned as in requirements.lock) installs the lock in seconds where pip took three minutes on 2 cores.
 UV_VERSION := $(shell sed -n 's/^uv==//p' requirements.lock)
@@ -64,6 +65,11 @@ run: $(STAMP) $(SAMPLE_MODEL)
 
 plan: $(STAMP)
 	$(VENV)/bin/aksinf plan --stack $(STACK)
+
+# The Envoy API descriptors the router encodes its binary xDS files with (router/envoy_descriptors.binpb, committed),
+# rewritten from the pinned xds-protos in a throwaway environment: only when the router renders a new message type.
+envoy-descriptors: $(STAMP)
+	$(VENV)/bin/uv run --no-project --python 3.11 --with xds-protos==1.85.0 python tools/envoy_descriptors.py
 
 # The router benchmark's compiled load generator and reference proxy: Debian's wrk and nginx, installed
 # when missing (only `make bench` needs them). The nginx package's own service is not used: the

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from bench.common import print_table, write_results
-from bench.router import FAST_UPSTREAM, KEY, Nginx, _router, _wrk
+from bench.router import FAST_UPSTREAM, KEY, Nginx, run_wrk, start_router
 from local.net import LOOPBACK
 from router.autoscaler import AutoscaleSettings
 from router.canary import RolloutPolicy
@@ -55,18 +55,18 @@ def _routes(upstream: int) -> tuple[list[ServiceRoute], list[EndpointRoute]]:
 def added_latency(tmp: Path) -> list[dict]:
     with Nginx(tmp, "upstream", FAST_UPSTREAM) as upstream:
         services, endpoints = _routes(upstream.port)
-        settings, writer, envoy = _router(tmp / "envoy", services)
+        settings, writer, envoy = start_router(tmp / "envoy", services)
         writer.write(services, settings, endpoints)
         targets = {"plain route": "/api/v1/service/plain/score", "weighted 90/10": "/api/v1/service/splited/score",
                    "mirrored 100 %": "/api/v1/service/mirrored/score"}
         runs: dict[str, list[dict]] = {name: [] for name in targets}
         with envoy:
             for path in targets.values():  # warm up: connections, clusters
-                _wrk(settings.listen_port, path, BODY, CONNECTIONS, 0, tmp, seconds=1, key=KEY)
+                run_wrk(settings.listen_port, path, BODY, CONNECTIONS, 0, tmp, seconds=1, key=KEY)
             names = list(targets)
             for round_ in range(ROUNDS):
                 for name in names[round_ % len(names):] + names[: round_ % len(names)]:
-                    runs[name].append(_wrk(settings.listen_port, targets[name], BODY, CONNECTIONS, 0, tmp, seconds=SECONDS, key=KEY))
+                    runs[name].append(run_wrk(settings.listen_port, targets[name], BODY, CONNECTIONS, 0, tmp, seconds=SECONDS, key=KEY))
     rows = []
     for name, results in runs.items():
         rows.append({

@@ -168,7 +168,7 @@ REFERENCE_PROXY = """log_format aksinf escape=json '{"time":"$time_iso8601","req
   }"""
 
 
-def _wrk(port: int, path: str, body: bytes, connections: int, pace_ms: int, workdir: Path, seconds: float = SECONDS,
+def run_wrk(port: int, path: str, body: bytes, connections: int, pace_ms: int, workdir: Path, seconds: float = SECONDS,
          key: str | None = None) -> dict:
     """One wrk run (1 thread) against 127.0.0.1:port; latency in microseconds, from wrk's own histogram."""
     script = workdir / f"wrk-{port}-{connections}-{pace_ms}.lua"
@@ -206,7 +206,7 @@ def _jwks(directory: Path) -> JwtSettings:
     return JwtSettings(ISSUER, (AUDIENCE,), local_jwks_path=str(path))
 
 
-def _router(config_dir: Path, routes: list[ServiceRoute], access_log: str = "/dev/null", jwt: JwtSettings | None = None) -> tuple[RouterSettings, ConfigWriter, EnvoyProcess]:
+def start_router(config_dir: Path, routes: list[ServiceRoute], access_log: str = "/dev/null", jwt: JwtSettings | None = None) -> tuple[RouterSettings, ConfigWriter, EnvoyProcess]:
     settings = RouterSettings(config_dir=config_dir, listen_port=free_port(), admin_port=free_port(), access_log_path=access_log, jwt=jwt)
     writer = ConfigWriter(config_dir)
     writer.write(routes, settings)
@@ -233,7 +233,7 @@ def proxy_cost(tmp: Path, upstreams: dict[str, int], name: str, route: ServiceRo
     route = replace(route, keys=(KEY,), endpoints=(Endpoint(LOOPBACK, upstreams["router"]),))
     workdir = tmp / name
     workdir.mkdir(parents=True)
-    settings, _, envoy = _router(workdir / "envoy", [route], access_log=str(workdir / "envoy-access.log"), jwt=_jwks(workdir))
+    settings, _, envoy = start_router(workdir / "envoy", [route], access_log=str(workdir / "envoy-access.log"), jwt=_jwks(workdir))
     proxy = Nginx(workdir, "proxy", REFERENCE_PROXY.replace("UPSTREAM", str(upstreams["nginx"])).replace("PREFIX", PREFIX).replace("KEY", KEY))
     with envoy, proxy:
         targets = {
@@ -242,7 +242,7 @@ def proxy_cost(tmp: Path, upstreams: dict[str, int], name: str, route: ServiceRo
             "nginx": (proxy.port, f"{PREFIX}score", KEY, proxy.pids),
         }
         for port, path, key, _ in targets.values():  # warm-up: connections, caches, the first stats flush
-            _wrk(port, path, body, 8, 0, workdir, seconds=1, key=key)
+            run_wrk(port, path, body, 8, 0, workdir, seconds=1, key=key)
         runs: dict[tuple[str, str], list[dict]] = {}
         cpu: dict[tuple[str, str], list[float]] = {}
         order = list(targets)
@@ -252,7 +252,7 @@ def proxy_cost(tmp: Path, upstreams: dict[str, int], name: str, route: ServiceRo
                 for target in order[shift:] + order[:shift]:
                     port, path, key, pids = targets[target]
                     before = _cpu_seconds(pids())
-                    run = _wrk(port, path, body, connections, pace_ms, workdir, key=key)
+                    run = run_wrk(port, path, body, connections, pace_ms, workdir, key=key)
                     runs.setdefault((label, target), []).append(run)
                     if pids():
                         cpu.setdefault((label, target), []).append((_cpu_seconds(pids()) - before) / max(1, run["requests"]) * 1e6)
@@ -374,7 +374,7 @@ def reloads(tmp: Path, upstream_port: int) -> list[dict]:
     results = []
     endpoint = (Endpoint(LOOPBACK, upstream_port),)
     make = lambda name: ServiceRoute(name, auth="none", endpoints=endpoint)  # noqa: E731
-    settings, writer, envoy = _router(tmp / "reload", [make("svc-0")])
+    settings, writer, envoy = start_router(tmp / "reload", [make("svc-0")])
     with envoy:
         baseline_rss = envoy.rss_bytes()
         added = 0

