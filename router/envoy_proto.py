@@ -1,8 +1,9 @@
 """Envoy's dynamic resources as binary protos: what Envoy parses four to five times faster than the same JSON.
 
-Envoy picks a file-based xDS file's parser by its extension, and `.pb` is a serialized DiscoveryResponse
-(https://www.envoyproxy.io/docs/envoy/latest/configuration/overview/xds_api#config-overview-xds-subscriptions:
-"the file ... containing a DiscoveryResponse ... in YAML, JSON, proto text or proto binary"). At 1,000
+A file-based xDS subscription reads one DiscoveryResponse from its file, and "Binary protobufs, JSON, YAML
+and proto text are supported formats for the DiscoveryResponse"
+(https://www.envoyproxy.io/docs/envoy/latest/api-docs/xds_protocol#filesystem-subscriptions); Envoy picks
+the parser by the file's extension, `.pb` for a serialized DiscoveryResponse. At 1,000
 services Envoy spent 0.55-0.8 s parsing the 1.4 MB clusters file and 0.45-0.6 s the routes file as JSON,
 0.13-0.33 s for both as binary (README, "Reloads").
 
@@ -73,10 +74,8 @@ class ProtoEncoder:
     def discovery_response(self, document: dict) -> bytes:
         """`{"version_info": ..., "resources": [...]}` (each resource with its "@type") as a DiscoveryResponse."""
         self._used = {}
-        try:
-            encoded = self._message(document, self._descriptor(DISCOVERY_RESPONSE))
-        finally:
-            self._cache, self._used = self._used, {}
+        encoded = self._message(document, self._descriptor(DISCOVERY_RESPONSE))
+        self._cache, self._used = self._used, {}  # what this call used; a failed call leaves the memory as it was
         return encoded
 
     def decode(self, payload: bytes) -> dict:
