@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
+from policies.rules import ALL
 from review.analyzer import analyze
 from review.offline import CapturedResource
 
@@ -83,6 +84,13 @@ def no_change(resources: Resources) -> Resources:
     return resources
 
 
-def violations(resources: Resources, config=None) -> set[str]:
-    found = analyze(resources, config or {})
+def violations(resources: Resources, config=None, only: Iterable[str] | None = None) -> set[str]:
+    """The rules the real analyzer reports. `only`: the rules a test is about; every other rule is disabled
+    as a policy-pack config would disable it (the servicer then skips it; a rule's verdict depends on no other
+    rule), unless `config` sets it. A whole-pack analysis evaluates every rule on every resource: seconds a call."""
+    settings = dict(config or {})
+    if only is not None:
+        kept = set(only)
+        settings = {**{rule.name: "disabled" for rule in ALL if rule.name not in kept}, **settings}
+    found = analyze(resources, settings)
     return {d.policy for level in found.values() for d in level}
