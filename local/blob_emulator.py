@@ -20,7 +20,7 @@ PORT_ATTEMPTS = 3
 
 
 class PortTaken(OSError):
-    """Azurite exited because its port was in use."""
+    """Azurite could not listen: its port was in use."""
 
 
 class BlobEmulator:
@@ -40,14 +40,14 @@ class BlobEmulator:
     def start(self, timeout: float = 30.0) -> BlobEmulator:
         """Started and answering. A free port we chose can be taken by another process before Azurite binds
         it: then another port is tried (three in all); a port the caller gave is never changed."""
-        for attempt in range(PORT_ATTEMPTS):
+        for _ in range(PORT_ATTEMPTS - 1):
             try:
                 return self._start(timeout)
             except PortTaken:
-                if not self.port_chosen or attempt == PORT_ATTEMPTS - 1:
+                if not self.port_chosen:
                     raise
                 self.port = free_port()
-        raise AssertionError("unreachable")
+        return self._start(timeout)
 
     def _start(self, timeout: float) -> BlobEmulator:
         if not AZURITE.exists():

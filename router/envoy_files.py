@@ -19,7 +19,6 @@ touches no file, and a changed input rewrites only the files whose content chang
 from __future__ import annotations
 
 import copy
-import functools
 import json
 import os
 import subprocess
@@ -37,7 +36,7 @@ from router.envoy_config import (
     render_bootstrap,
     render_dynamic,
 )
-from router.envoy_proto import ProtoEncoder, load_pool
+from router.envoy_proto import ProtoEncoder
 from router.spec import EndpointRoute, RouterSettings, ServiceRoute
 
 BOOTSTRAP_FILE = "bootstrap.json"
@@ -69,17 +68,12 @@ def _dump(document: dict) -> str:
     return json.dumps(document, separators=(",", ":"))
 
 
-@functools.cache
-def _shared_pool():
-    return load_pool()
-
-
 def read_dynamic_file(path: Path) -> dict:
     """A dynamic file as its document (`version_info`, `resources`), binary or JSON. Raises OSError when it
     cannot be read and ValueError when it is not a valid file of its kind."""
     if path.suffix == BINARY_SUFFIX:
         try:
-            return ProtoEncoder(_shared_pool()).decode(path.read_bytes())
+            return ProtoEncoder().decode(path.read_bytes())
         except DecodeError as error:
             raise ValueError(f"{path.name} is not a DiscoveryResponse: {error}") from None
     return json.loads(path.read_text())
@@ -155,7 +149,7 @@ class ConfigWriter:
             return _dump(document).encode()
         encoder = self._encoders.get(name)
         if encoder is None:
-            encoder = self._encoders[name] = ProtoEncoder(_shared_pool())
+            encoder = self._encoders[name] = ProtoEncoder()
         return encoder.discovery_response(document)
 
     def _current(self, name: str) -> bytes | None:

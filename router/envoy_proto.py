@@ -24,6 +24,7 @@ them; anything else goes through `json_format` whole.
 from __future__ import annotations
 
 import copy
+import functools
 import json
 from pathlib import Path
 
@@ -41,9 +42,11 @@ class UnknownResource(ValueError):
     """A document names a message type or field the shipped descriptors do not describe."""
 
 
-def load_pool(path: Path = DESCRIPTORS) -> descriptor_pool.DescriptorPool:
+@functools.cache
+def shipped_pool() -> descriptor_pool.DescriptorPool:
+    """The shipped descriptors, loaded once per process (read-only once built: every encoder shares it)."""
     pool = descriptor_pool.DescriptorPool()
-    for file in descriptor_pb2.FileDescriptorSet.FromString(path.read_bytes()).file:
+    for file in descriptor_pb2.FileDescriptorSet.FromString(DESCRIPTORS.read_bytes()).file:
         pool.Add(file)
     return pool
 
@@ -66,7 +69,7 @@ class ProtoEncoder:
     """Encodes one dynamic file's documents, remembering the bytes of the elements of its last call."""
 
     def __init__(self, pool: descriptor_pool.DescriptorPool | None = None):
-        self.pool = pool or load_pool()
+        self.pool = pool or shipped_pool()
         self._cache: dict[tuple[str, str], bytes] = {}
         self._used: dict[tuple[str, str], bytes] = {}
         self.converted = 0  # elements converted by json_format, not taken from memory (tests look at this)

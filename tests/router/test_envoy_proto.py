@@ -12,7 +12,7 @@ import pytest
 from google.protobuf import json_format, message_factory, text_format
 
 from router.envoy_config import CLUSTERS_FILE, PEER_ROUTES_FILE, ROUTES_FILE, render_dynamic
-from router.envoy_proto import DISCOVERY_RESPONSE, ProtoEncoder, UnknownResource, load_pool
+from router.envoy_proto import DISCOVERY_RESPONSE, ProtoEncoder, UnknownResource, shipped_pool
 from router.spec import (
     Endpoint,
     EndpointRoute,
@@ -23,7 +23,7 @@ from router.spec import (
 )
 from tests.fixtures_router import PRIMARY, SECONDARY, render_settings, sample_routes
 
-POOL = load_pool()
+POOL = shipped_pool()
 RESPONSE = message_factory.GetMessageClass(POOL.FindMessageTypeByName(DISCOVERY_RESPONSE))
 
 
