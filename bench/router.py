@@ -22,6 +22,9 @@
    the cluster file and then the route file on the way (its own `update_time` gauges), the CPU of a
    control-plane write with nothing changed and with one service added, and Envoy's memory per service.
 4. Replica recovery (local mode): the only replica SIGKILLed -> the service answers again.
+5. Envoy's floor: Envoy with none of this project's configuration (a route and the router filter) against
+   nginx doing the same, at 1 and 32 connections: proxying over kept-alive upstream connections, and proxying to an upstream that closes every connection (as the model server does).
+   The router cannot beat its own data plane, so this ratio bounds every goal stated against nginx.
 
 `make bench` installs wrk and nginx when missing; the machine is shared, so numbers move between runs:
 compare the columns of one run, not runs.
@@ -284,6 +287,81 @@ def sample_model(tmp: Path, name: str) -> tuple[int, subprocess.Popen]:
     return port, process
 
 
+# --------------------------------------------------------------------------- 5. Envoy's floor
+
+# An nginx upstream that closes every connection after its answer, as the inference server does.
+CLOSING_UPSTREAM = FAST_UPSTREAM.replace("listen 127.0.0.1:PORT;", "listen 127.0.0.1:PORT;\n    keepalive_timeout 0;")
+# nginx doing no more than the bare Envoy below: pass the request on over kept-alive upstream connections.
+BARE_PROXY = """upstream up { server 127.0.0.1:UPSTREAM; keepalive 256; }
+  server {
+    listen 127.0.0.1:PORT;
+    location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; }
+  }"""
+FLOOR_CASES = [("c=1", 1), ("c=32", 32)]
+
+
+def _bare_envoy_bootstrap(admin_port: int, listeners: dict[str, tuple[int, int]]) -> dict:
+    """Envoy with nothing of this project's: per listener (port, upstream port), an HTTP connection manager
+    with one route to that upstream and the router filter."""
+    t = "type.googleapis.com/envoy.extensions."
+    def listener(name: str, port: int) -> dict:
+        hcm = {"@type": t + "filters.network.http_connection_manager.v3.HttpConnectionManager", "stat_prefix": name,
+               "route_config": {"virtual_hosts": [{"name": name, "domains": ["*"], "routes": [{"match": {"prefix": "/"}, "route": {"cluster": name}}]}]},
+               "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {"@type": t + "filters.http.router.v3.Router"}}]}
+        return {"name": name, "address": {"socket_address": {"address": LOOPBACK, "port_value": port}},
+                "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}]}]}
+    clusters = [{"name": name, "connect_timeout": "1s", "load_assignment": {"cluster_name": name, "endpoints": [
+        {"lb_endpoints": [{"endpoint": {"address": {"socket_address": {"address": LOOPBACK, "port_value": upstream}}}}]}]}}
+        for name, (_, upstream) in listeners.items()]
+    return {"admin": {"address": {"socket_address": {"address": LOOPBACK, "port_value": admin_port}}},
+            "static_resources": {"listeners": [listener(name, port) for name, (port, _) in listeners.items()],
+                                 "clusters": clusters}}
+
+
+def envoy_floor(tmp: Path, fast_port: int) -> list[dict]:
+    """What Envoy costs with none of this project's configuration, against nginx doing the same, in one
+    run: proxying to the fast upstream over kept-alive connections, and proxying to an upstream that
+    closes every connection (as the inference server does). Its ratio to nginx bounds what any router
+    configuration can reach. (Not compared: Envoy answering by itself, because a `direct_response` to a
+    request with a body closes the client's connection, so the load generator would measure reconnects.)"""
+    workdir = tmp / "floor"
+    workdir.mkdir()
+    with Nginx(workdir, "closing-upstream", CLOSING_UPSTREAM) as closing:
+        nginxes = {"proxy": Nginx(workdir, "proxy", BARE_PROXY.replace("UPSTREAM", str(fast_port))),
+                   "proxy, upstream closes": Nginx(workdir, "proxy-closing", BARE_PROXY.replace("UPSTREAM", str(closing.port)))}
+        upstreams = {"proxy": fast_port, "proxy, upstream closes": closing.port}
+        listeners = {name.replace(", ", "-").replace(" ", "-"): (free_port(), upstream) for name, upstream in upstreams.items()}
+        bootstrap = workdir / "bare-envoy.json"
+        admin_port = free_port()
+        bootstrap.write_text(json.dumps(_bare_envoy_bootstrap(admin_port, listeners)))
+        envoy_ports = dict(zip(upstreams, (port for port, _ in listeners.values()), strict=True))
+        with EnvoyProcess(bootstrap, admin_port, concurrency=1) as envoy, nginxes["proxy"], nginxes["proxy, upstream closes"]:
+            body = b'{"data": [[1.0]]}'
+            for kind in upstreams:  # warm-up
+                run_wrk(envoy_ports[kind], "/", body, 8, 0, workdir, seconds=1)
+                run_wrk(nginxes[kind].port, "/", body, 8, 0, workdir, seconds=1)
+            runs: dict[tuple[str, str, str], list[dict]] = {}
+            cpu: dict[tuple[str, str, str], list[float]] = {}
+            for round_ in range(ROUNDS):
+                for kind in upstreams:
+                    for label, connections in FLOOR_CASES:
+                        targets = [("envoy", envoy_ports[kind], lambda: [envoy.process.pid]), ("nginx", nginxes[kind].port, nginxes[kind].pids)]
+                        for proxy, port, pids in targets[round_ % 2:] + targets[:round_ % 2]:
+                            before = _cpu_seconds(pids())
+                            run = run_wrk(port, "/", body, connections, 0, workdir)
+                            runs.setdefault((kind, label, proxy), []).append(run)
+                            cpu.setdefault((kind, label, proxy), []).append((_cpu_seconds(pids()) - before) / max(1, run["requests"]) * 1e6)
+    results = []
+    for kind in upstreams:
+        for label, connections in FLOOR_CASES:
+            envoy_, nginx_ = (_summary(runs[(kind, label, proxy)], cpu[(kind, label, proxy)]) for proxy in ("envoy", "nginx"))
+            results.append({"kind": kind, "case": label, "connections": connections, "envoy": envoy_, "nginx": nginx_,
+                            "envoy_vs_nginx_rps": round(envoy_["ok_rps"] / nginx_["ok_rps"], 2) if nginx_["ok_rps"] else None,
+                            "envoy_vs_nginx_cpu": round(envoy_["cpu_us_per_request"] / nginx_["cpu_us_per_request"], 1)
+                            if nginx_["cpu_us_per_request"] else None})
+    return results
+
+
 # --------------------------------------------------------------------------- 2. scale-up
 
 
@@ -448,6 +526,7 @@ def main() -> dict:
             shared = dict.fromkeys(("direct", "router", "nginx"), fast.port)
             results = {"proxy": proxy_cost(tmp, shared, "fast", ServiceRoute("bench", max_concurrent=FAST_UPSTREAM_CAP), b'{"data": [[1.0]]}')}
             results["reload"] = reloads(tmp, fast.port)
+            results["floor"] = envoy_floor(tmp, fast.port)
         models = {target: sample_model(tmp, target) for target in ("direct", "router", "nginx")}
         try:
             sample_route = ServiceRoute("bench", max_concurrent=1, max_queue_wait_ms=500, scoring_timeout_ms=5000)
@@ -471,6 +550,12 @@ def main() -> dict:
                  "add one: routes applied s", "add one: routable s", "Envoy RSS MB", "Envoy KB/service"],
                 [[r["services"], r["load_routable_s"], r["unchanged_tick_cpu_ms"], r["add_one_write_cpu_ms"], r["add_one_cds_applied_s"],
                   r["add_one_rds_applied_s"], r["add_one_routable_s"], r["envoy_rss_mb"], r["envoy_kb_per_service"]] for r in results["reload"]])
+    print()
+    print_table(["bare", "case", "Envoy rps", "nginx rps", "Envoy/nginx rps", "Envoy p50 ms", "nginx p50 ms", "Envoy CPU µs/req",
+                 "nginx CPU µs/req", "Envoy/nginx CPU"],
+                [[r["kind"], r["case"], r["envoy"]["ok_rps"], r["nginx"]["ok_rps"], r["envoy_vs_nginx_rps"], r["envoy"]["p50_ms"],
+                  r["nginx"]["p50_ms"], r["envoy"]["cpu_us_per_request"], r["nginx"]["cpu_us_per_request"], r["envoy_vs_nginx_cpu"]]
+                 for r in results["floor"]])
     print(f"\nscale-up: decision after {results['scale_up']['decision_s']} s, new replica serving after {results['scale_up']['new_replica_serving_s']} s")
     print(f"recovery: only replica SIGKILLed -> answered again after {results['recovery']['answered_again_s']} s, "
           f"answers meanwhile {results['recovery']['statuses_meanwhile']}")
